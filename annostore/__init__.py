@@ -1,0 +1,54 @@
+"""annostore: versioned, immutable snapshots of ML dataset labels.
+
+>>> import annostore
+>>> store = annostore.open("memory://doc")
+>>> ds = store.create_dataset("pets")
+>>> v = ds.commit(annostore.Tables.from_pylist(tasks=[{"task_id": "img1"}]), message="first")
+>>> v.number, v.counts["tasks"]
+(1, 1)
+"""
+
+from __future__ import annotations
+
+from .dataset import Dataset
+from .errors import (
+    AnnostoreError,
+    ConflictError,
+    ConversionError,
+    CorruptionError,
+    InvalidNameError,
+    MissingDependencyError,
+    NotFoundError,
+    ParseError,
+    SchemaError,
+    UnknownFormatError,
+)
+from .maintenance import GcReport, Problem, VerifyReport
+from .store import DEFAULT_STORE, Store, open
+from .tables import Tables
+from .version import Version
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_STORE",
+    "AnnostoreError",
+    "ConflictError",
+    "ConversionError",
+    "CorruptionError",
+    "Dataset",
+    "GcReport",
+    "InvalidNameError",
+    "MissingDependencyError",
+    "NotFoundError",
+    "ParseError",
+    "Problem",
+    "SchemaError",
+    "Store",
+    "Tables",
+    "UnknownFormatError",
+    "VerifyReport",
+    "Version",
+    "__version__",
+    "open",
+]

@@ -1,0 +1,410 @@
+"""Planning a commit: which rows are new, changed or gone, and the three files that say so.
+
+For each table a commit compares its incoming rows with the live rows of its base, by key
+and row hash, and writes at most three files: a fragment of inserted and updated rows
+(sorted by key), a tombstone of the keys it updates or deletes, and its changeset.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from annostore.schemas import KEYS, TABLE_NAMES
+
+from ._fragments import (
+    FRAGMENT_ROWS,
+    SMALL_FRAGMENT_ROWS,
+    fragment_schema,
+    live_rows,
+    read_file,
+    write_file,
+    write_fragments,
+)
+from ._manifest import Changeset, Fragment, Manifest, TableState, Tombstone
+from ._rowhash import ROW_HASH, row_hash_expression
+from ._sql import column_list, quote
+from ._storage import Storage
+from .errors import ConflictError, SchemaError
+
+ORDER = "_ord"
+_CHANGESET_SCHEMA_EXTRA = [
+    pa.field("op", pa.string(), nullable=False),
+    pa.field("old_hash", pa.uint64()),
+    pa.field("new_hash", pa.uint64()),
+]
+
+
+def changeset_schema(table: str) -> pa.Schema:
+    """Changeset files: the key columns, then op ('I', 'U', 'D'), old_hash and new_hash."""
+    keys = [pa.field(k, pa.string(), nullable=False) for k in KEYS[table]]
+    return pa.schema(keys + _CHANGESET_SCHEMA_EXTRA)
+
+
+def tombstone_schema(table: str) -> pa.Schema:
+    """Tombstone files: just the key columns."""
+    return pa.schema([pa.field(k, pa.string(), nullable=False) for k in KEYS[table]])
+
+
+@dataclass
+class TableChange:
+    """What one commit does to one table (files already written, not yet published)."""
+
+    table: str
+    fragments: list[Fragment] = field(default_factory=list)
+    tombstone: Tombstone | None = None
+    changeset: Changeset | None = None
+    #: key columns and op of every changed row, for conflict checks
+    changes: pa.Table | None = None
+    inserted: int = 0
+    updated: int = 0
+    deleted: int = 0
+    #: compaction: ``fragments`` replace the table's files and hold ``rows`` rows
+    replace: bool = False
+    rows: int = 0
+
+    @property
+    def touched(self) -> bool:
+        return bool(self.inserted or self.updated or self.deleted)
+
+    def keys_with_op(self, *ops: str) -> pa.Table:
+        assert self.changes is not None
+        mask = pc.is_in(self.changes.column("op"), value_set=pa.array(ops))
+        return self.changes.filter(mask).select(list(KEYS[self.table]))
+
+
+def scratch_connection() -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection that may spill large sorts to the temporary folder."""
+    from ._sql import connect
+
+    con = connect()
+    folder = os.path.join(tempfile.gettempdir(), "annostore-duckdb")
+    os.makedirs(folder, exist_ok=True)
+    con.execute(f"SET temp_directory = '{folder}'")
+    con.execute("SET preserve_insertion_order = true")
+    return con
+
+
+def plan_table(
+    con: duckdb.DuckDBPyConnection,
+    storage: Storage,
+    folder: str,
+    table: str,
+    base: TableState | None,
+    incoming: pa.Table,
+    deletes: pa.Table | None,
+    full: bool,
+    seq: int,
+) -> TableChange:
+    """Compare ``incoming`` rows (and ``deletes`` keys) with ``base`` and write the files.
+
+    With ``full`` the incoming rows are the table's whole new state: base rows missing
+    from them are deleted. Otherwise they are upserts and only ``deletes`` are removed
+    (keys that do not exist are ignored).
+    """
+    keys = list(KEYS[table])
+    key_sql = column_list(keys)
+    positions = con.sql(f"SELECT range AS {ORDER} FROM range({incoming.num_rows})").to_arrow_table()
+    con.register("incoming", incoming.append_column(ORDER, positions.column(0)))
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE incoming_hash AS "
+        f"SELECT {key_sql}, {ORDER}, {row_hash_expression(table)} AS h FROM incoming"
+    )
+
+    if base is None or base.rows == 0:
+        based = _empty_base(table)
+    elif full:
+        based = live_rows(con, storage, folder, table, base, [*keys, ROW_HASH])
+    else:
+        wanted = [incoming.select(keys)] + ([deletes] if deletes is not None else [])
+        based = live_rows(
+            con,
+            storage,
+            folder,
+            table,
+            base,
+            [*keys, ROW_HASH],
+            restrict=_concat_keys(table, wanted),
+        )
+    con.register("base_rows", based)
+
+    if full:
+        query = f"""
+            SELECT {key_sql},
+                   CASE WHEN b.{ROW_HASH} IS NULL THEN 'I' WHEN n.h IS NULL THEN 'D' ELSE 'U' END AS op,
+                   b.{ROW_HASH} AS old_hash, n.h AS new_hash, n.{ORDER} AS {ORDER}
+            FROM incoming_hash n FULL OUTER JOIN base_rows b USING ({key_sql})
+            WHERE n.h IS DISTINCT FROM b.{ROW_HASH}
+            ORDER BY {key_sql}"""
+    else:
+        deleted_part = ""
+        if deletes is not None and deletes.num_rows:
+            con.register("deleted_keys", deletes)
+            both = con.execute(
+                f"SELECT {key_sql} FROM (SELECT DISTINCT {key_sql} FROM deleted_keys) SEMI JOIN incoming_hash USING ({key_sql}) LIMIT 1"
+            ).fetchone()
+            if both:
+                raise SchemaError(
+                    f"{table}: key {list(both)!r} is both upserted and deleted", table=table
+                )
+            deleted_part = f"""
+                UNION ALL
+                SELECT {key_sql}, 'D', b.{ROW_HASH}, NULL::UBIGINT, NULL::BIGINT
+                FROM (SELECT DISTINCT {key_sql} FROM deleted_keys) d JOIN base_rows b USING ({key_sql})"""
+        query = f"""
+            SELECT * FROM (
+                SELECT {key_sql}, CASE WHEN b.{ROW_HASH} IS NULL THEN 'I' ELSE 'U' END AS op,
+                       b.{ROW_HASH} AS old_hash, n.h AS new_hash, n.{ORDER} AS {ORDER}
+                FROM incoming_hash n LEFT JOIN base_rows b USING ({key_sql})
+                WHERE b.{ROW_HASH} IS DISTINCT FROM n.h
+                {deleted_part}
+            ) ORDER BY {key_sql}"""
+    changes = con.sql(query).to_arrow_table()
+    for name in ("incoming", "base_rows", "deleted_keys"):
+        with contextlib.suppress(duckdb.Error):
+            con.unregister(name)
+    con.execute("DROP TABLE IF EXISTS incoming_hash")
+
+    ops = changes.column("op")
+    change = TableChange(
+        table=table,
+        inserted=pc.sum(pc.equal(ops, "I")).as_py() or 0,
+        updated=pc.sum(pc.equal(ops, "U")).as_py() or 0,
+        deleted=pc.sum(pc.equal(ops, "D")).as_py() or 0,
+    )
+    if not change.touched:
+        change.changes = changeset_schema(table).empty_table()
+        return change
+
+    written = changes.filter(pc.not_equal(ops, "D"))
+    change.fragments = write_fragments(
+        storage, folder, table, _take_rows(table, incoming, written), seq
+    )
+    removed = changes.filter(pc.not_equal(ops, "I")).select(keys)
+    if removed.num_rows:
+        ref = write_file(storage, folder, removed.cast(tombstone_schema(table)))
+        change.tombstone = Tombstone(**ref.model_dump(), seq=seq)
+    changeset = changes.select([*keys, "op", "old_hash", "new_hash"]).cast(changeset_schema(table))
+    ref = write_file(storage, folder, changeset)
+    change.changeset = Changeset(
+        **ref.model_dump(), inserted=change.inserted, updated=change.updated, deleted=change.deleted
+    )
+    change.changes = changeset.select([*keys, "op"])
+    return change
+
+
+def _take_rows(table: str, incoming: pa.Table, written: pa.Table) -> Iterator[pa.Table]:
+    """The incoming rows to store, in key order, with their row hash, a fragment at a time."""
+    schema = fragment_schema(table)
+    order = written.column(ORDER)
+    hashes = written.column("new_hash")
+    for start in range(0, written.num_rows, FRAGMENT_ROWS):
+        rows = incoming.take(order.slice(start, FRAGMENT_ROWS))
+        rows = rows.append_column(ROW_HASH, hashes.slice(start, FRAGMENT_ROWS))
+        yield rows.cast(schema)
+
+
+def _empty_base(table: str) -> pa.Table:
+    schema = fragment_schema(table)
+    return pa.schema([schema.field(k) for k in (*KEYS[table], ROW_HASH)]).empty_table()
+
+
+def _concat_keys(table: str, parts: list[pa.Table]) -> pa.Table:
+    schema = tombstone_schema(table)
+    return pa.concat_tables([p.select(list(KEYS[table])).cast(schema) for p in parts])
+
+
+def plan_compaction(
+    con: duckdb.DuckDBPyConnection,
+    storage: Storage,
+    folder: str,
+    table: str,
+    state: TableState,
+    seq: int,
+) -> TableChange:
+    """Rewrite a table's live rows into full, key-sorted fragments, without tombstones.
+
+    The rows go through a DuckDB temporary table that spills to disk, so a large table is
+    never held whole in Python memory.
+    """
+    keys = list(KEYS[table])
+    key_sql = column_list(keys)
+    schema = fragment_schema(table)
+    columns = column_list(schema.names)
+    con.execute("DROP TABLE IF EXISTS compacting")
+    for index, fragment in enumerate(state.fragments):
+        con.register("fragment_rows", read_file(storage, folder, fragment))
+        if index == 0:
+            con.execute(
+                f"CREATE TEMP TABLE compacting AS SELECT {columns}, {fragment.seq}::BIGINT AS _seq FROM fragment_rows"
+            )
+        else:
+            con.execute(
+                f"INSERT INTO compacting SELECT {columns}, {fragment.seq}::BIGINT FROM fragment_rows"
+            )
+        con.unregister("fragment_rows")
+    if not state.fragments:
+        return TableChange(table=table, replace=True, rows=0)
+    dead_join = ""
+    condition = "TRUE"
+    if state.tombstones:
+        dead = pa.concat_tables(
+            [
+                read_file(storage, folder, t, keys).append_column(
+                    "_seq", pa.repeat(pa.scalar(t.seq, pa.int64()), t.rows)
+                )
+                for t in state.tombstones
+            ]
+        )
+        con.register("dead", dead)
+        dead_join = f"LEFT JOIN (SELECT {key_sql}, max(_seq) AS _until FROM dead GROUP BY ALL) d USING ({key_sql})"
+        condition = "(d._until IS NULL OR d._until <= c._seq)"
+    canonical = [n for n in schema.names if n != ROW_HASH]
+    select = ", ".join(f"c.{quote(n)}" for n in canonical)
+    reader = con.sql(
+        f"SELECT {select}, {row_hash_expression(table, 'c.')} AS {ROW_HASH} FROM compacting c {dead_join} "
+        f"WHERE {condition} ORDER BY {column_list(keys, 'c.')}"
+    ).to_arrow_reader(FRAGMENT_ROWS)
+    batches = (pa.Table.from_batches([batch]).cast(schema) for batch in reader)
+    fragments = write_fragments(storage, folder, table, batches, seq)
+    con.execute("DROP TABLE IF EXISTS compacting")
+    with contextlib.suppress(duckdb.Error):
+        con.unregister("dead")
+    return TableChange(
+        table=table, fragments=fragments, replace=True, rows=sum(f.rows for f in fragments)
+    )
+
+
+def needs_compaction(state: TableState) -> bool:
+    """True when a table has gathered enough small fragments or tombstones to rewrite it."""
+    small = sum(1 for f in state.fragments if f.rows < SMALL_FRAGMENT_ROWS)
+    dead = sum(t.rows for t in state.tombstones)
+    return (
+        small > 16 or len(state.tombstones) > 16 or dead > max(SMALL_FRAGMENT_ROWS, state.rows // 4)
+    )
+
+
+def apply_changes(
+    parent: Manifest | None, changes: dict[str, TableChange], number: int
+) -> dict[str, TableState]:
+    """The table states of a new version: the parent's files plus (or replaced by) the changes."""
+    states = {}
+    for name in TABLE_NAMES:
+        previous = parent.tables[name] if parent else TableState()
+        change = changes.get(name)
+        if change is None or not (change.touched or change.replace):
+            states[name] = previous.model_copy(update={"changeset": None})
+            continue
+        fragments = [f.model_copy(update={"seq": number}) for f in change.fragments]
+        if change.replace:
+            states[name] = TableState(rows=change.rows, fragments=fragments)
+            continue
+        tombstones = list(previous.tombstones)
+        if change.tombstone is not None:
+            tombstones.append(change.tombstone.model_copy(update={"seq": number}))
+        states[name] = TableState(
+            rows=previous.rows + change.inserted - change.deleted,
+            fragments=[*previous.fragments, *fragments],
+            tombstones=tombstones,
+            changeset=change.changeset,
+        )
+    return states
+
+
+def storage_stats(states: dict[str, TableState]) -> dict[str, int]:
+    """Counts that tell how a version is stored (for ``show`` and the compaction trigger)."""
+    return {
+        "fragments": sum(len(s.fragments) for s in states.values()),
+        "tombstone_files": sum(len(s.tombstones) for s in states.values()),
+        "tombstoned_rows": sum(t.rows for s in states.values() for t in s.tombstones),
+        "bytes": sum(f.bytes for s in states.values() for f in [*s.fragments, *s.tombstones]),
+    }
+
+
+def find_conflicts(
+    con: duckdb.DuckDBPyConnection,
+    storage: Storage,
+    folder: str,
+    ours: dict[str, TableChange],
+    theirs: list[Manifest],
+) -> dict[str, list]:
+    """Keys that both our change and the versions committed since our base changed."""
+    conflicts: dict[str, list] = {}
+    for name, change in ours.items():
+        if not change.touched:
+            continue
+        keys = list(KEYS[name])
+        refs = [m.tables[name].changeset for m in theirs if m.tables[name].changeset is not None]
+        if not refs:
+            continue
+        their_keys = pa.concat_tables([read_file(storage, folder, ref, keys) for ref in refs])
+        con.register("our_keys", change.changes.select(keys))
+        con.register("their_keys", their_keys)
+        clash = con.sql(
+            f"SELECT DISTINCT {column_list(keys)} FROM our_keys SEMI JOIN their_keys USING ({column_list(keys)}) "
+            f"ORDER BY ALL LIMIT 20"
+        ).fetchall()
+        con.unregister("our_keys")
+        con.unregister("their_keys")
+        if clash:
+            conflicts[name] = [row[0] if len(row) == 1 else list(row) for row in clash]
+    return conflicts
+
+
+REFERENCES = (("annotations", "task_id", "tasks"), ("regions", "annotation_id", "annotations"))
+
+
+def check_references(
+    con: duckdb.DuckDBPyConnection,
+    storage: Storage,
+    folder: str,
+    states: dict[str, TableState],
+    ours: dict[str, TableChange],
+    upserts: dict[str, pa.Table],
+    error: type[SchemaError] | type[ConflictError],
+) -> None:
+    """Check that the rows we add point at live parents, and that the parents we delete are
+    no longer pointed at, in the state ``states`` describes."""
+    for child, column, parent in REFERENCES:
+        (parent_key,) = KEYS[parent]
+        rows = upserts.get(child)
+        if rows is not None and rows.num_rows:
+            wanted = pa.table({parent_key: pc.unique(rows.column(column))})
+            found = live_rows(
+                con, storage, folder, parent, states[parent], [parent_key], restrict=wanted
+            )
+            missing = pc.filter(
+                wanted.column(0), pc.invert(pc.is_in(wanted.column(0), value_set=found.column(0)))
+            )
+            if len(missing):
+                raise _reference_error(
+                    error,
+                    f"{child}: rows point at {parent} that do not exist: {missing.to_pylist()[:5]!r}",
+                    child,
+                )
+        change = ours.get(parent)
+        if change is not None and change.deleted:
+            gone = change.keys_with_op("D")
+            pointing = live_rows(con, storage, folder, child, states[child], [column])
+            still = pc.filter(
+                gone.column(0), pc.is_in(gone.column(0), value_set=pointing.column(0))
+            )
+            if len(still):
+                raise _reference_error(
+                    error,
+                    f"{parent}: deleted rows are still pointed at by {child}: {still.to_pylist()[:5]!r}",
+                    parent,
+                )
+
+
+def _reference_error(error: type, message: str, table: str) -> Exception:
+    if error is ConflictError:
+        return ConflictError(f"a concurrent commit makes this one inconsistent: {message}")
+    return SchemaError(message, table=table)

@@ -1,0 +1,303 @@
+"""Fragment, tombstone and changeset files: writing them, and reading a table's live rows.
+
+A table of a version is its fragments' rows minus the rows that a tombstone with a higher
+``seq`` names by key (merge-on-read). This module is the one place that applies that rule.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Sequence
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from annostore.schemas import KEYS, arrow_schema
+
+from ._manifest import FileRef, Fragment, TableState
+from ._rowhash import ROW_HASH, row_hash_check, row_hash_expression
+from ._sql import column_list, quote
+from ._storage import Storage, sha256_hex
+
+#: Rows per fragment file: large enough for efficient scans, small enough to rewrite cheaply.
+FRAGMENT_ROWS = 65536
+#: Fragments smaller than this count as "small" for the compaction trigger.
+SMALL_FRAGMENT_ROWS = 16384
+_CACHE_BYTES = 512 * 2**20
+
+SEQ = "_seq"
+POSITION = "_pos"
+
+
+def fragment_schema(table: str) -> pa.Schema:
+    """The schema of a fragment file: the canonical columns plus ``_row_hash``."""
+    return arrow_schema(table).append(pa.field(ROW_HASH, pa.uint64(), nullable=False))
+
+
+def encode_parquet(table: pa.Table) -> bytes:
+    """Parquet bytes (zstd), deterministic for the same table and pyarrow release."""
+    sink = pa.BufferOutputStream()
+    pq.write_table(
+        table, sink, compression="zstd", row_group_size=FRAGMENT_ROWS, write_statistics=True
+    )
+    return sink.getvalue().to_pybytes()
+
+
+def write_file(storage: Storage, folder: str, table: pa.Table) -> FileRef:
+    """Store ``table`` as a content-addressed Parquet object under ``folder/objects``."""
+    data = encode_parquet(table)
+    sha = sha256_hex(data)
+    path = f"objects/{sha}.parquet"
+    storage.write_whole(f"{folder}/{path}", data)
+    _FILE_CACHE.put((sha, None), table)
+    return FileRef(path=path, sha256=sha, rows=table.num_rows, bytes=len(data))
+
+
+def write_fragments(
+    storage: Storage, folder: str, table: str, batches: Iterable[pa.Table], seq: int
+) -> list[Fragment]:
+    """Write rows (sorted by key, with ``_row_hash``) as fragments of at most FRAGMENT_ROWS."""
+    keys = KEYS[table]
+    fragments = []
+    for chunk in _rechunk(batches, FRAGMENT_ROWS):
+        ref = write_file(storage, folder, chunk)
+        first = [chunk.column(k)[0].as_py() for k in keys]
+        last = [chunk.column(k)[chunk.num_rows - 1].as_py() for k in keys]
+        fragments.append(
+            Fragment(
+                **ref.model_dump(), seq=seq, key_min=first, key_max=last, row_hash=row_hash_check()
+            )
+        )
+    return fragments
+
+
+def _rechunk(tables: Iterable[pa.Table], size: int) -> Iterator[pa.Table]:
+    pending: list[pa.Table] = []
+    pending_rows = 0
+    for table in tables:
+        while table.num_rows:
+            take = min(size - pending_rows, table.num_rows)
+            pending.append(table.slice(0, take))
+            pending_rows += take
+            table = table.slice(take)
+            if pending_rows == size:
+                yield pa.concat_tables(pending).combine_chunks()
+                pending, pending_rows = [], 0
+    if pending_rows:
+        yield pa.concat_tables(pending).combine_chunks()
+
+
+class _Cache:
+    """Parsed, verified files by (sha256, columns); content-addressed, so never stale."""
+
+    def __init__(self, budget: int):
+        self.budget = budget
+        self.used = 0
+        self.items: OrderedDict[tuple[str, tuple[str, ...] | None], pa.Table] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, key: tuple[str, tuple[str, ...] | None]) -> pa.Table | None:
+        with self.lock:
+            value = self.items.get(key)
+            if value is not None:
+                self.items.move_to_end(key)
+            return value
+
+    def put(self, key: tuple[str, tuple[str, ...] | None], value: pa.Table) -> None:
+        size = value.nbytes
+        if size > self.budget // 4:
+            return
+        with self.lock:
+            if key in self.items:
+                return
+            self.items[key] = value
+            self.used += size
+            while self.used > self.budget:
+                _, dropped = self.items.popitem(last=False)
+                self.used -= dropped.nbytes
+
+    def clear(self) -> None:
+        with self.lock:
+            self.items.clear()
+            self.used = 0
+
+
+_FILE_CACHE = _Cache(_CACHE_BYTES)
+
+
+def clear_cache() -> None:
+    """Forget every parsed file (tests use it to force reads from storage)."""
+    _FILE_CACHE.clear()
+
+
+def read_file(
+    storage: Storage, folder: str, ref: FileRef, columns: Sequence[str] | None = None
+) -> pa.Table:
+    """A stored Parquet file's rows, verified against its sha256 (cached once verified)."""
+    wanted = tuple(columns) if columns is not None else None
+    cached = _FILE_CACHE.get((ref.sha256, wanted))
+    if cached is not None:
+        return cached
+    whole = _FILE_CACHE.get((ref.sha256, None))
+    if whole is not None:
+        result = whole.select(list(wanted)) if wanted is not None else whole
+    else:
+        data = storage.read_verified(f"{folder}/{ref.path}", ref.sha256)
+        result = pq.read_table(
+            pa.BufferReader(data), columns=list(wanted) if wanted is not None else None
+        )
+    _FILE_CACHE.put((ref.sha256, wanted), result)
+    return result
+
+
+def _read_fragment(
+    con: duckdb.DuckDBPyConnection,
+    storage: Storage,
+    folder: str,
+    table: str,
+    fragment: Fragment,
+    columns: Sequence[str],
+) -> pa.Table:
+    if ROW_HASH in columns and fragment.row_hash != row_hash_check():
+        whole = read_file(storage, folder, fragment)
+        con.register("stale_fragment", whole)
+        hashes = con.sql(
+            f"SELECT {row_hash_expression(table)} AS h FROM stale_fragment"
+        ).to_arrow_table()
+        con.unregister("stale_fragment")
+        whole = whole.set_column(whole.schema.get_field_index(ROW_HASH), ROW_HASH, hashes.column(0))
+        return whole.select(list(columns))
+    return read_file(storage, folder, fragment, columns)
+
+
+def overlapping_fragments(
+    con: duckdb.DuckDBPyConnection, table: str, fragments: Sequence[Fragment], keys: pa.Table
+) -> list[Fragment]:
+    """The fragments whose key range holds at least one of ``keys``."""
+    if not fragments or keys.num_rows == 0:
+        return []
+    names = KEYS[table]
+    ranges = pa.table(
+        {"_index": pa.array(range(len(fragments)), pa.int64())}
+        | {
+            f"_min_{i}": pa.array([f.key_min[i] for f in fragments], pa.string())
+            for i in range(len(names))
+        }
+        | {
+            f"_max_{i}": pa.array([f.key_max[i] for f in fragments], pa.string())
+            for i in range(len(names))
+        }
+    )
+
+    def struct(prefix: str, alias: str) -> str:
+        return "{" + ", ".join(f"'k{i}': {alias}.{prefix}{i}" for i in range(len(names))) + "}"
+
+    probe = "{" + ", ".join(f"'k{i}': q.{quote(n)}" for i, n in enumerate(names)) + "}"
+    con.register("fragment_ranges", ranges)
+    con.register("probe_keys", keys.select(list(names)))
+    hit = con.sql(
+        f"SELECT DISTINCT r._index FROM fragment_ranges r JOIN probe_keys q "
+        f"ON {probe} BETWEEN {struct('_min_', 'r')} AND {struct('_max_', 'r')} ORDER BY 1"
+    ).fetchall()
+    con.unregister("fragment_ranges")
+    con.unregister("probe_keys")
+    return [fragments[i] for (i,) in hit]
+
+
+def live_rows(
+    con: duckdb.DuckDBPyConnection,
+    storage: Storage,
+    folder: str,
+    table: str,
+    state: TableState,
+    columns: Sequence[str] | None = None,
+    restrict: pa.Table | None = None,
+) -> pa.Table:
+    """The rows of ``table`` that belong to the version ``state`` describes.
+
+    ``columns`` picks columns (the canonical ones by default; ``_row_hash`` may be asked
+    for); ``restrict`` (a table of key columns) keeps only rows with those keys and reads
+    only the fragments whose key range can hold them. Rows come in fragment order.
+    """
+    keys = list(KEYS[table])
+    wanted = list(columns) if columns is not None else arrow_schema(table).names
+    fragments = state.fragments
+    if restrict is not None:
+        fragments = overlapping_fragments(con, table, fragments, restrict)
+    if not fragments:
+        return _empty(table, wanted)
+    lowest = min(f.seq for f in fragments)
+    tombstones = [t for t in state.tombstones if t.seq > lowest]
+    read_columns = wanted + [k for k in keys if k not in wanted]
+    parts = [_read_fragment(con, storage, folder, table, f, read_columns) for f in fragments]
+    rows = pa.concat_tables(parts)
+    if not tombstones and restrict is None:
+        return rows.select(wanted)
+
+    total = rows.num_rows
+    positions = (
+        con.sql(f"SELECT range AS {POSITION} FROM range({total})").to_arrow_table().column(0)
+    )
+    seqs = pa.chunked_array(
+        [
+            pa.repeat(pa.scalar(f.seq, pa.int64()), p.num_rows)
+            for f, p in zip(fragments, parts, strict=True)
+        ]
+    )
+    located = rows.select(keys).append_column(SEQ, seqs).append_column(POSITION, positions)
+    con.register("located", located)
+    joins, condition = [], "TRUE"
+    if tombstones:
+        dead = pa.concat_tables(
+            [
+                read_file(storage, folder, t, keys).append_column(
+                    SEQ, pa.repeat(pa.scalar(t.seq, pa.int64()), t.rows)
+                )
+                for t in tombstones
+            ]
+        )
+        con.register("dead", dead)
+        on = " AND ".join(f"f.{quote(k)} = d.{quote(k)}" for k in keys)
+        joins.append(
+            f"LEFT JOIN (SELECT {column_list(keys)}, max({SEQ}) AS _until FROM dead GROUP BY ALL) d ON {on}"
+        )
+        condition = f"(d._until IS NULL OR d._until <= f.{SEQ})"
+    if restrict is not None:
+        con.register("wanted_keys", restrict.select(keys))
+        on = " AND ".join(f"f.{quote(k)} = w.{quote(k)}" for k in keys)
+        joins.insert(0, f"SEMI JOIN wanted_keys w ON {on}")
+    kept = (
+        con.sql(
+            f"SELECT f.{POSITION} FROM located f {' '.join(joins)} WHERE {condition} ORDER BY 1"
+        )
+        .to_arrow_table()
+        .column(0)
+    )
+    for name in ("located", "dead", "wanted_keys"):
+        _unregister(con, name)
+    if len(kept) == total:
+        return rows.select(wanted)
+    return rows.select(wanted).take(kept)
+
+
+def _unregister(con: duckdb.DuckDBPyConnection, name: str) -> None:
+    with contextlib.suppress(duckdb.Error):
+        con.unregister(name)
+
+
+def _empty(table: str, columns: Sequence[str]) -> pa.Table:
+    schema = fragment_schema(table)
+    return pa.schema([schema.field(name) for name in columns]).empty_table()
+
+
+def keys_of(table: pa.Table, name: str) -> pa.Table:
+    """Just the key columns of ``table`` (of canonical table ``name``)."""
+    return table.select(list(KEYS[name]))
+
+
+def distinct(values: pa.ChunkedArray | pa.Array) -> pa.Array:
+    return pc.unique(values).drop_null()

@@ -1,0 +1,44 @@
+"""Row hashes: how a commit tells a changed row from an unchanged one.
+
+A row's hash is DuckDB's 64-bit ``hash()`` of all its canonical columns. It is stored in
+the ``_row_hash`` column of every fragment so that a commit reads only keys and hashes of
+its base. DuckDB does not promise the same hash across releases, so every fragment also
+records :func:`row_hash_check` (the hash of a fixed probe row) of the function that wrote
+it; a fragment whose check differs from the running one has its hashes recomputed.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import duckdb
+
+from annostore.schemas import COLUMNS
+
+from ._sql import column_list
+
+ROW_HASH = "_row_hash"
+
+_PROBE = (
+    "hash('annostore'::VARCHAR, 7::INTEGER, 7::BIGINT, 0.5::DOUBLE, true, [0.25, 0.5]::DOUBLE[],"
+    " [[1.0]]::DOUBLE[][], {'size': [1, 2]::BIGINT[], 'counts': 'x'}, NULL::VARCHAR,"
+    " TIMESTAMPTZ '2024-01-02 03:04:05+00')"
+)
+
+
+def row_hash_expression(table: str, prefix: str = "") -> str:
+    """SQL computing the row hash of ``table`` over its canonical columns."""
+    return f"hash({column_list([c.name for c in COLUMNS[table]], prefix)})"
+
+
+@functools.cache
+def row_hash_check() -> int:
+    """The running DuckDB's hash of a fixed probe row, recorded next to stored hashes."""
+    con = duckdb.connect(":memory:")
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        (value,) = con.execute(f"SELECT {_PROBE}").fetchone()
+    finally:
+        con.close()
+    # Stored as a signed 64-bit integer so it survives JSON readers that use doubles poorly.
+    return int(value) - (1 << 64) if int(value) >= (1 << 63) else int(value)
