@@ -9,6 +9,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from annostore.schemas import TABLE_NAMES
+
 from .errors import CorruptionError
 
 MANIFEST_FORMAT = "annostore.version"
@@ -81,7 +83,7 @@ class Manifest(_Strict):
 
     @property
     def counts(self) -> dict[str, int]:
-        return {name: state.rows for name, state in self.tables.items()}
+        return {name: self.tables[name].rows for name in TABLE_NAMES if name in self.tables}
 
     def with_id(self) -> Manifest:
         return self.model_copy(update={"id": _content_id(self)})

@@ -1,0 +1,301 @@
+"""The ``annostore`` command line: a thin layer over the Python API.
+
+Data goes to stdout, messages to stderr. Exit status: 0 on success, 1 on an annostore
+error (one line; ``--debug`` shows the traceback), 2 on a usage mistake.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import sys
+from typing import Any
+
+import click
+
+from . import __version__
+from ._output import chosen_format, output_options, render_record, render_rows
+from .dataset import Dataset
+from .errors import AnnostoreError
+from .store import DEFAULT_STORE, STORE_ENV, Store
+from .store import open as open_store
+from .version import Version
+
+
+class CommandError(click.ClickException):
+    """An AnnostoreError (or an OS error about the store) shown as one line, exit status 1."""
+
+    exit_code = 1
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True)
+
+
+class AnnostoreGroup(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (AnnostoreError, OSError) as exc:
+            if ctx.params.get("debug") or os.environ.get("ANNOSTORE_DEBUG"):
+                raise
+            raise CommandError(str(exc) or type(exc).__name__) from exc
+
+
+def _store(ctx: click.Context) -> Store:
+    obj = ctx.find_root().obj
+    if "store" not in obj:
+        obj["store"] = open_store(obj["url"])
+    return obj["store"]
+
+
+def _dataset_and_ref(ctx: click.Context, spec: str) -> tuple[Dataset, str]:
+    name, _, ref = spec.partition("@")
+    return _store(ctx).dataset(name), ref or "latest"
+
+
+def _author(author: str | None) -> str | None:
+    if author:
+        return author
+    if os.environ.get("ANNOSTORE_AUTHOR"):
+        return os.environ["ANNOSTORE_AUTHOR"]
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return None
+
+
+def _log_row(version: Version) -> dict[str, Any]:
+    row = version.to_dict()
+    row["id"] = version.id[:12]
+    row["created_at"] = version.created_at.strftime("%Y-%m-%d %H:%M:%S")
+    row["tasks"], row["annotations"] = version.counts["tasks"], version.counts["annotations"]
+    row["regions"], row["labels"] = version.counts["regions"], version.counts["labels"]
+    row["tags"] = ",".join(row["tags"])
+    return row
+
+
+LOG_COLUMNS = [
+    "number",
+    "id",
+    "created_at",
+    "author",
+    "tasks",
+    "annotations",
+    "regions",
+    "labels",
+    "tags",
+    "message",
+]
+
+
+@click.group(cls=AnnostoreGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--store",
+    "url",
+    envvar=STORE_ENV,
+    default=DEFAULT_STORE,
+    show_default=True,
+    help=f"Where versions are kept: a path or fsspec URL (s3://bucket/prefix, memory://…). Also ${STORE_ENV}.",
+)
+@click.option("--debug", is_flag=True, help="Show full tracebacks for errors.")
+@click.version_option(__version__, prog_name="annostore")
+@click.pass_context
+def cli(ctx: click.Context, url: str, debug: bool) -> None:
+    """annostore: versioned labels for ML datasets, converters between formats, and SQL."""
+    ctx.ensure_object(dict)
+    ctx.obj["url"] = url
+    ctx.obj["debug"] = debug
+
+
+@cli.command("datasets")
+@output_options
+@click.pass_context
+def datasets_command(ctx: click.Context, output_format: str, as_json: bool) -> None:
+    """List the datasets in the store."""
+    store = _store(ctx)
+    rows = []
+    for name in store.datasets():
+        latest = store.dataset(name).latest
+        rows.append(
+            {
+                "dataset": name,
+                "versions": latest.number if latest else 0,
+                "latest_id": latest.id[:12] if latest else None,
+                "tasks": latest.counts["tasks"] if latest else 0,
+                "regions": latest.counts["regions"] if latest else 0,
+            }
+        )
+    click.echo(
+        render_rows(
+            rows,
+            ["dataset", "versions", "latest_id", "tasks", "regions"],
+            chosen_format(output_format, as_json),
+        )
+    )
+
+
+@cli.command("create")
+@click.argument("dataset")
+@click.option("--exist-ok", is_flag=True, help="Succeed if the dataset already exists.")
+@click.pass_context
+def create_command(ctx: click.Context, dataset: str, exist_ok: bool) -> None:
+    """Create an empty dataset."""
+    store = _store(ctx)
+    store.create_dataset(dataset, exist_ok=exist_ok)
+    click.echo(f"created dataset {dataset!r} in {store.url}", err=True)
+
+
+@cli.command("log")
+@click.argument("dataset")
+@output_options
+@click.pass_context
+def log_command(ctx: click.Context, dataset: str, output_format: str, as_json: bool) -> None:
+    """List a dataset's versions, newest first."""
+    versions = _store(ctx).dataset(dataset).log()
+    fmt = chosen_format(output_format, as_json)
+    if fmt in ("json", "jsonl"):
+        click.echo(render_rows([v.to_dict() for v in versions], [], fmt))
+    else:
+        click.echo(render_rows([_log_row(v) for v in versions], LOG_COLUMNS, fmt))
+
+
+@cli.command("show")
+@click.argument("spec", metavar="DATASET[@REF]")
+@output_options
+@click.pass_context
+def show_command(ctx: click.Context, spec: str, output_format: str, as_json: bool) -> None:
+    """Show one version: provenance, row counts, what its commit changed, how it is stored.
+
+    REF is a version number, 'latest' (the default), a tag or a content id prefix.
+    """
+    dataset, ref = _dataset_and_ref(ctx, spec)
+    version = dataset.version(ref)
+    record = version.to_dict()
+    record["storage"] = version.manifest.stats
+    fmt = chosen_format(output_format, as_json)
+    if fmt == "table":
+        record["counts"] = ", ".join(f"{k} {v}" for k, v in version.counts.items())
+        record["changes"] = "; ".join(
+            f"{table} +{c['inserted']} ~{c['updated']} -{c['deleted']}"
+            for table, c in version.changes.items()
+        )
+        record["tags"] = ", ".join(record["tags"])
+    click.echo(render_record(record, fmt))
+
+
+@cli.command("tag")
+@click.argument("dataset")
+@click.argument("name")
+@click.argument("ref", default="latest")
+@click.option("--force", is_flag=True, help="Move the tag if it already names another version.")
+@click.pass_context
+def tag_command(ctx: click.Context, dataset: str, name: str, ref: str, force: bool) -> None:
+    """Name version REF (default: latest) of DATASET as NAME."""
+    version = _store(ctx).dataset(dataset).tag(name, ref, force=force)
+    click.echo(f"{dataset}@{name} -> version {version.number} ({version.id[:12]})", err=True)
+
+
+@cli.command("tags")
+@click.argument("dataset")
+@output_options
+@click.pass_context
+def tags_command(ctx: click.Context, dataset: str, output_format: str, as_json: bool) -> None:
+    """List a dataset's tags."""
+    tags = _store(ctx).dataset(dataset).tags()
+    rows = [{"tag": tag, "version": number} for tag, number in sorted(tags.items())]
+    click.echo(render_rows(rows, ["tag", "version"], chosen_format(output_format, as_json)))
+
+
+@cli.command("compact")
+@click.argument("dataset")
+@click.option("--author", help="Who compacts (default: $ANNOSTORE_AUTHOR or the login name).")
+@click.pass_context
+def compact_command(ctx: click.Context, dataset: str, author: str | None) -> None:
+    """Rewrite the latest version's files without tombstones (a new version, same content)."""
+    version = _store(ctx).dataset(dataset).compact(author=_author(author))
+    click.echo(f"compacted {dataset} into version {version.number} ({version.id[:12]})", err=True)
+
+
+@cli.command("gc")
+@click.option(
+    "--grace",
+    "grace_seconds",
+    type=float,
+    default=3600.0,
+    show_default=True,
+    help="Keep unreferenced files younger than this many seconds (commits in flight).",
+)
+@click.option("--dry-run", is_flag=True, help="List what would be removed, remove nothing.")
+@output_options
+@click.pass_context
+def gc_command(
+    ctx: click.Context, grace_seconds: float, dry_run: bool, output_format: str, as_json: bool
+) -> None:
+    """Remove files that no version references (left by interrupted commits or compaction)."""
+    report = _store(ctx).gc(grace_seconds, dry_run=dry_run)
+    fmt = chosen_format(output_format, as_json)
+    record = report.to_dict()
+    if fmt == "table":
+        record.pop("files")
+        record["dry_run"] = dry_run
+    click.echo(render_record(record, fmt))
+    for name, reason in report.skipped.items():
+        click.echo(f"warning: skipped dataset {name!r}: {reason}", err=True)
+
+
+@cli.command("verify")
+@output_options
+@click.pass_context
+def verify_command(ctx: click.Context, output_format: str, as_json: bool) -> None:
+    """Re-read every file of every version and check it against its sha256. Exit 1 on problems."""
+    report = _store(ctx).verify()
+    fmt = chosen_format(output_format, as_json)
+    if fmt in ("json", "jsonl"):
+        click.echo(render_record(report.to_dict(), fmt))
+    else:
+        summary = report.to_dict()
+        problems = summary.pop("problems")
+        click.echo(render_record(summary, "table"))
+        if problems:
+            click.echo(render_rows(problems, ["dataset", "path", "problem"], fmt))
+    if not report.ok:
+        click.echo(f"error: {len(report.problems)} problem(s) found", err=True)
+        ctx.exit(1)
+
+
+@cli.command("demo")
+@click.option(
+    "--dataset",
+    default="demo",
+    show_default=True,
+    help="Name of the demo dataset (replaced if present).",
+)
+@click.pass_context
+def demo_command(ctx: click.Context, dataset: str) -> None:
+    """Build a small sample dataset (generated, no download), commit two versions, show the log."""
+    from .demo import run_demo
+
+    store = _store(ctx)
+    if dataset in store.datasets():
+        click.echo(f"replacing the existing {dataset!r} dataset in {store.url}", err=True)
+    versions = run_demo(store, dataset)
+    click.echo(f"store: {store.url}", err=True)
+    for version in versions:
+        changes = "; ".join(
+            f"{t} +{c['inserted']} ~{c['updated']} -{c['deleted']}"
+            for t, c in version.changes.items()
+            if any(c.values())
+        )
+        click.echo(f"committed {dataset}@{version.number}: {version.message} ({changes})", err=True)
+    click.echo(
+        render_rows([_log_row(v) for v in store.dataset(dataset).log()], LOG_COLUMNS, "table")
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point."""
+    cli.main(args=argv, prog_name="annostore")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main(sys.argv[1:])
