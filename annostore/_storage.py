@@ -49,7 +49,12 @@ class Storage:
         filesystem: fsspec.AbstractFileSystem | None = None,
     ) -> Storage:
         if filesystem is None:
-            filesystem, root = fsspec.core.url_to_fs(url, **(storage_options or {}))
+            options = dict(storage_options or {})
+            protocol = fsspec.core.split_protocol(url)[0] or "file"
+            if protocol not in ("file", "local", "memory"):
+                # Other writers change the store: never answer a listing from a cache.
+                options.setdefault("use_listings_cache", False)
+            filesystem, root = fsspec.core.url_to_fs(url, **options)
         else:
             root = filesystem._strip_protocol(url)
         storage = cls(filesystem, root, url)

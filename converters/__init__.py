@@ -37,7 +37,9 @@ def register(name: str, target: str | Any, *, replace: bool = False) -> None:
     """
     with _lock:
         if name in _registry and not replace:
-            raise ValueError(f"format {name!r} is already registered; pass replace=True to replace it")
+            raise ValueError(
+                f"format {name!r} is already registered; pass replace=True to replace it"
+            )
         _registry[name] = target
         _loaded.pop(name, None)
 

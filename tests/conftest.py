@@ -1,0 +1,109 @@
+"""Shared fixtures: the store backends every store test runs against, and the S3 server."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import annostore
+
+REPO = Path(__file__).resolve().parent.parent
+CORPUS = REPO.parent / "shared" / "corpus"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class S3Server:
+    """A moto S3 server on 127.0.0.1, for tests that need a real S3 API."""
+
+    def __init__(self, endpoint: str, process: subprocess.Popen):
+        self.endpoint = endpoint
+        self.process = process
+        self.options = {
+            "key": "testing",
+            "secret": "testing",
+            "client_kwargs": {"endpoint_url": endpoint, "region_name": "eu-west-1"},
+        }
+
+    def new_bucket(self) -> str:
+        import s3fs
+
+        name = f"annostore-{uuid.uuid4().hex[:12]}"
+        s3fs.S3FileSystem(**self.options, skip_instance_cache=True).mkdir(
+            name, region_name="eu-west-1"
+        )
+        return name
+
+    def url(self) -> str:
+        return f"s3://{self.new_bucket()}/store"
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """Start moto's S3 server on a free loopback port; stop it by its PID at the end."""
+    pytest.importorskip("moto.server", reason="moto[server] is in the test extra")
+    port = free_port()
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                raise RuntimeError("moto S3 server did not start") from None
+            time.sleep(0.1)
+    try:
+        yield S3Server(f"http://127.0.0.1:{port}", process)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@pytest.fixture(params=["local", "memory", pytest.param("s3", marks=pytest.mark.s3)])
+def store_spec(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, dict]:
+    """(url, storage_options) of a new, empty store on each backend."""
+    if request.param == "local":
+        return str(tmp_path / "store"), {}
+    if request.param == "memory":
+        return f"memory://annostore-{uuid.uuid4().hex}", {}
+    server: S3Server = request.getfixturevalue("s3_server")
+    return server.url(), server.options
+
+
+@pytest.fixture
+def store(store_spec: tuple[str, dict]) -> annostore.Store:
+    url, options = store_spec
+    return annostore.open(url, storage_options=options)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_file_cache() -> Iterator[None]:
+    """Each test reads stored files for itself (the cache is per process)."""
+    from annostore._fragments import clear_cache
+
+    clear_cache()
+    yield
+    clear_cache()
