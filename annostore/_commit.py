@@ -30,7 +30,7 @@ from ._fragments import (
 )
 from ._manifest import Changeset, Fragment, Manifest, TableState, Tombstone
 from ._rowhash import ROW_HASH, row_hash_expression
-from ._sql import column_list, quote
+from ._sql import column_list, first_row, quote
 from ._storage import Storage
 from .errors import ConflictError, SchemaError
 
@@ -147,9 +147,10 @@ def plan_table(
         deleted_part = ""
         if deletes is not None and deletes.num_rows:
             con.register("deleted_keys", deletes)
-            both = con.execute(
-                f"SELECT {key_sql} FROM (SELECT DISTINCT {key_sql} FROM deleted_keys) SEMI JOIN incoming_hash USING ({key_sql}) LIMIT 1"
-            ).fetchone()
+            both = first_row(
+                con,
+                f"SELECT {key_sql} FROM (SELECT DISTINCT {key_sql} FROM deleted_keys) SEMI JOIN incoming_hash USING ({key_sql}) LIMIT 1",
+            )
             if both:
                 raise SchemaError(
                     f"{table}: key {list(both)!r} is both upserted and deleted", table=table

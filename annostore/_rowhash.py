@@ -15,7 +15,7 @@ import duckdb
 
 from annostore.schemas import COLUMNS
 
-from ._sql import column_list
+from ._sql import column_list, first_row
 
 ROW_HASH = "_row_hash"
 
@@ -37,7 +37,7 @@ def row_hash_check() -> int:
     con = duckdb.connect(":memory:")
     try:
         con.execute("SET TimeZone = 'UTC'")
-        (value,) = con.execute(f"SELECT {_PROBE}").fetchone()
+        (value,) = first_row(con, f"SELECT {_PROBE}")
     finally:
         con.close()
     # Stored as a signed 64-bit integer so it survives JSON readers that use doubles poorly.

@@ -21,3 +21,9 @@ def quote(name: str) -> str:
 def column_list(names: tuple[str, ...] | list[str], prefix: str = "") -> str:
     """``"a", "b"`` or ``p."a", p."b"``."""
     return ", ".join(f"{prefix}{quote(n)}" for n in names)
+
+
+def first_row(con: duckdb.DuckDBPyConnection, query: str) -> tuple | None:
+    """The first row of a query's result, or None when it has no rows."""
+    rows = con.sql(query).limit(1).fetchall()
+    return rows[0] if rows else None

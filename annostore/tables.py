@@ -12,7 +12,7 @@ from pydantic import TypeAdapter, ValidationError
 from annostore.errors import SchemaError
 from annostore.schemas import COLUMNS, KEYS, RECORD_MODELS, TABLE_NAMES, Column, arrow_schema
 
-from ._sql import connect
+from ._sql import connect, first_row
 
 __all__ = ["Tables", "conform_table"]
 
@@ -245,9 +245,10 @@ class Tables:
                     continue
                 keys = ", ".join(f'"{k}"' for k in KEYS[name])
                 con.register("checked", table)
-                duplicate = con.execute(
-                    f"SELECT {keys}, count(*) AS n FROM checked GROUP BY ALL HAVING n > 1 LIMIT 1"
-                ).fetchone()
+                duplicate = first_row(
+                    con,
+                    f"SELECT {keys}, count(*) AS n FROM checked GROUP BY ALL HAVING n > 1 LIMIT 1",
+                )
                 con.unregister("checked")
                 if duplicate:
                     shown = ", ".join(
@@ -267,9 +268,7 @@ class Tables:
             "child", getattr(self, child).select([column] + [k for k in KEYS[child] if k != column])
         )
         con.register("parent", getattr(self, parent).select([column]))
-        row = con.execute(
-            f'SELECT * FROM child ANTI JOIN parent USING ("{column}") LIMIT 1'
-        ).fetchone()
+        row = first_row(con, f'SELECT * FROM child ANTI JOIN parent USING ("{column}") LIMIT 1')
         con.unregister("child")
         con.unregister("parent")
         if row:

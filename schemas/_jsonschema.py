@@ -49,8 +49,3 @@ def write_json_schemas(folder: str | Path = JSON_DIR) -> list[Path]:
         path.write_text(text, encoding="utf-8")
         written.append(path)
     return written
-
-
-if __name__ == "__main__":  # python -m annostore.schemas._jsonschema
-    for path in write_json_schemas():
-        print(path)
