@@ -8,13 +8,22 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invariant, precondition, rule
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+)
 from strategies import tables
 
 import annostore
 from annostore._fragments import clear_cache
 
-PROPERTY_SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PROPERTY_SETTINGS = settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 
 
 @PROPERTY_SETTINGS
@@ -39,7 +48,9 @@ def test_a_second_commit_reads_back_and_leaves_the_first_intact(first, second):
     if first == second:
         assert v2.number == v1.number
     else:
-        changed = sum(v2.changes[t][op] for t in v2.changes for op in ("inserted", "updated", "deleted"))
+        changed = sum(
+            v2.changes[t][op] for t in v2.changes for op in ("inserted", "updated", "deleted")
+        )
         assert changed > 0
 
 
@@ -47,7 +58,16 @@ def test_nan_and_negative_zero_survive_a_round_trip():
     state = annostore.Tables.from_pylist(
         tasks=[{"task_id": "t"}],
         annotations=[{"annotation_id": "a", "task_id": "t"}],
-        regions=[{"annotation_id": "a", "region_id": "r", "type": "bbox", "x": float("nan"), "y": -0.0, "w": 1e-300}],
+        regions=[
+            {
+                "annotation_id": "a",
+                "region_id": "r",
+                "type": "bbox",
+                "x": float("nan"),
+                "y": -0.0,
+                "w": 1e-300,
+            }
+        ],
     )
     store = annostore.open(f"memory://prop-{uuid.uuid4().hex}")
     version = store.create_dataset("d").commit(state)
@@ -93,23 +113,58 @@ class VersionHistory(RuleBasedStateMachine):
     def commit_changes(self, data):
         current = self._latest()
         regions = current.regions
-        deleted_rows = data.draw(st.lists(st.integers(0, max(regions.num_rows - 1, 0)), max_size=3, unique=True)) if regions.num_rows else []
+        deleted_rows = (
+            data.draw(
+                st.lists(st.integers(0, max(regions.num_rows - 1, 0)), max_size=3, unique=True)
+            )
+            if regions.num_rows
+            else []
+        )
         kept = [i for i in range(regions.num_rows) if i not in deleted_rows]
-        relabel = data.draw(st.lists(st.sampled_from(kept), max_size=2, unique=True)) if kept else []
+        relabel = (
+            data.draw(st.lists(st.sampled_from(kept), max_size=2, unique=True)) if kept else []
+        )
         upserts = regions.take(pa.array(relabel, pa.int64())) if relabel else regions.slice(0, 0)
-        upserts = upserts.set_column(upserts.schema.get_field_index("label"), "label", pa.array([f"L{uuid.uuid4().hex[:4]}"] * upserts.num_rows, pa.string()))
+        upserts = upserts.set_column(
+            upserts.schema.get_field_index("label"),
+            "label",
+            pa.array([f"L{uuid.uuid4().hex[:4]}"] * upserts.num_rows, pa.string()),
+        )
         annotation_ids = current.annotations.column("annotation_id").to_pylist()
         if annotation_ids:
-            new_region = {"annotation_id": data.draw(st.sampled_from(annotation_ids)), "region_id": f"n-{uuid.uuid4().hex[:6]}", "type": "bbox", "x": 0.5}
-            upserts = pa.concat_tables([upserts, annostore.Tables(regions=pa.Table.from_pylist([new_region]), check_references=False).regions])
-        deletes = regions.take(pa.array(deleted_rows, pa.int64())).select(["annotation_id", "region_id"])
+            new_region = {
+                "annotation_id": data.draw(st.sampled_from(annotation_ids)),
+                "region_id": f"n-{uuid.uuid4().hex[:6]}",
+                "type": "bbox",
+                "x": 0.5,
+            }
+            upserts = pa.concat_tables(
+                [
+                    upserts,
+                    annostore.Tables(
+                        regions=pa.Table.from_pylist([new_region]), check_references=False
+                    ).regions,
+                ]
+            )
+        deletes = regions.take(pa.array(deleted_rows, pa.int64())).select(
+            ["annotation_id", "region_id"]
+        )
         version = self.dataset.commit_changes({"regions": upserts}, {"regions": deletes})
         # The model: the same change applied with plain Arrow.
-        changed = {(r["annotation_id"], r["region_id"]) for r in upserts.select(["annotation_id", "region_id"]).to_pylist()}
+        changed = {
+            (r["annotation_id"], r["region_id"])
+            for r in upserts.select(["annotation_id", "region_id"]).to_pylist()
+        }
         changed |= {(r["annotation_id"], r["region_id"]) for r in deletes.to_pylist()}
-        remaining = [r for r in regions.to_pylist() if (r["annotation_id"], r["region_id"]) not in changed]
-        expected_regions = pa.concat_tables([pa.Table.from_pylist(remaining, regions.schema), upserts])
-        expected = annostore.Tables(current.tasks, current.annotations, expected_regions, current.labels)
+        remaining = [
+            r for r in regions.to_pylist() if (r["annotation_id"], r["region_id"]) not in changed
+        ]
+        expected_regions = pa.concat_tables(
+            [pa.Table.from_pylist(remaining, regions.schema), upserts]
+        )
+        expected = annostore.Tables(
+            current.tasks, current.annotations, expected_regions, current.labels
+        )
         self._record_head(expected)
         assert self.model[version.number] == expected
         return version.number
@@ -157,6 +212,9 @@ class VersionHistory(RuleBasedStateMachine):
 
 
 VersionHistory.TestCase.settings = settings(
-    max_examples=25, stateful_step_count=15, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    max_examples=25,
+    stateful_step_count=15,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
 )
 test_version_history = VersionHistory.TestCase
