@@ -111,6 +111,11 @@ def plan_table(
     """
     keys = list(KEYS[table])
     key_sql = column_list(keys)
+    nothing_removed = deletes is None or deletes.num_rows == 0
+    if incoming.num_rows == 0 and (
+        nothing_removed if not full else (base is None or base.rows == 0)
+    ):
+        return TableChange(table=table, changes=changeset_schema(table).empty_table())
     positions = con.sql(f"SELECT range AS {ORDER} FROM range({incoming.num_rows})").to_arrow_table()
     con.register("incoming", incoming.append_column(ORDER, positions.column(0)))
     con.execute(
@@ -207,7 +212,12 @@ def _take_rows(table: str, incoming: pa.Table, written: pa.Table) -> Iterator[pa
     order = written.column(ORDER)
     hashes = written.column("new_hash")
     for start in range(0, written.num_rows, FRAGMENT_ROWS):
-        rows = incoming.take(order.slice(start, FRAGMENT_ROWS))
+        positions = order.slice(start, FRAGMENT_ROWS).combine_chunks()
+        first = positions[0].as_py()
+        if len(positions) == 1 or pc.all(pc.equal(pc.pairwise_diff(positions), 1)).as_py():
+            rows = incoming.slice(first, len(positions))  # already in key order: no copy
+        else:
+            rows = incoming.take(positions)
         rows = rows.append_column(ROW_HASH, hashes.slice(start, FRAGMENT_ROWS))
         yield rows.cast(schema)
 

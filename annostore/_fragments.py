@@ -7,9 +7,11 @@ A table of a version is its fragments' rows minus the rows that a tombstone with
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import duckdb
 import pyarrow as pa
@@ -27,7 +29,8 @@ from ._storage import Storage, sha256_hex
 FRAGMENT_ROWS = 65536
 #: Fragments smaller than this count as "small" for the compaction trigger.
 SMALL_FRAGMENT_ROWS = 16384
-_CACHE_BYTES = 512 * 2**20
+_CACHE_BYTES = 256 * 2**20
+_WRITERS = max(2, min(4, os.cpu_count() or 2))
 
 SEQ = "_seq"
 POSITION = "_pos"
@@ -61,18 +64,27 @@ def write_fragments(
     storage: Storage, folder: str, table: str, batches: Iterable[pa.Table], seq: int
 ) -> list[Fragment]:
     """Write rows (sorted by key, with ``_row_hash``) as fragments of at most FRAGMENT_ROWS."""
-    keys = KEYS[table]
-    fragments = []
-    for chunk in _rechunk(batches, FRAGMENT_ROWS):
-        ref = write_file(storage, folder, chunk)
-        first = [chunk.column(k)[0].as_py() for k in keys]
-        last = [chunk.column(k)[chunk.num_rows - 1].as_py() for k in keys]
-        fragments.append(
-            Fragment(
-                **ref.model_dump(), seq=seq, key_min=first, key_max=last, row_hash=row_hash_check()
-            )
-        )
+    fragments: list[Fragment] = []
+    # Encoding, hashing and writing release the GIL: overlap them, a bounded few at a time.
+    with ThreadPoolExecutor(max_workers=_WRITERS) as pool:
+        pending: deque[Future[Fragment]] = deque()
+        for chunk in _rechunk(batches, FRAGMENT_ROWS):
+            pending.append(pool.submit(_write_fragment, storage, folder, table, chunk, seq))
+            if len(pending) >= 2 * _WRITERS:
+                fragments.append(pending.popleft().result())
+        fragments.extend(future.result() for future in pending)
     return fragments
+
+
+def _write_fragment(
+    storage: Storage, folder: str, table: str, chunk: pa.Table, seq: int
+) -> Fragment:
+    ref = write_file(storage, folder, chunk)
+    first = [chunk.column(k)[0].as_py() for k in KEYS[table]]
+    last = [chunk.column(k)[chunk.num_rows - 1].as_py() for k in KEYS[table]]
+    return Fragment(
+        **ref.model_dump(), seq=seq, key_min=first, key_max=last, row_hash=row_hash_check()
+    )
 
 
 def _rechunk(tables: Iterable[pa.Table], size: int) -> Iterator[pa.Table]:

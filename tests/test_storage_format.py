@@ -28,7 +28,9 @@ def test_the_documented_duckdb_reader_reproduces_every_version(tmp_path):
     ds.commit_changes(deletes={"regions": [("a00003", "r1")]})
     code = _documented_reader()
     for version in ds.log():
-        source = code.replace('".annostore/datasets/pets"', repr(str(tmp_path / ".annostore/datasets/pets")))
+        source = code.replace(
+            '".annostore/datasets/pets"', repr(str(tmp_path / ".annostore/datasets/pets"))
+        )
         source = source.replace("0000000003", f"{version.number:010d}")
         namespace: dict = {}
         exec(compile(source, str(DOC), "exec"), namespace)
@@ -36,4 +38,6 @@ def test_the_documented_duckdb_reader_reproduces_every_version(tmp_path):
         namespace["con"].close()
         order = [("annotation_id", "ascending"), ("region_id", "ascending")]
         expected = version.tables.regions.sort_by(order)
-        assert regions.sort_by(order).cast(expected.schema).equals(expected), f"version {version.number}"
+        assert regions.sort_by(order).cast(expected.schema).equals(expected), (
+            f"version {version.number}"
+        )
