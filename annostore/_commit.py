@@ -8,8 +8,6 @@ and row hash, and writes at most three files: a fragment of inserted and updated
 from __future__ import annotations
 
 import contextlib
-import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -38,12 +36,12 @@ ORDER = "_ord"
 _CHANGESET_SCHEMA_EXTRA = [
     pa.field("op", pa.string(), nullable=False),
     pa.field("old_hash", pa.uint64()),
-    pa.field("new_hash", pa.uint64()),
 ]
 
 
 def changeset_schema(table: str) -> pa.Schema:
-    """Changeset files: the key columns, then op ('I', 'U', 'D'), old_hash and new_hash."""
+    """Changeset files: the key columns, op ('I', 'U', 'D') and old_hash (the replaced row's
+    hash; the new row's is in its fragment's ``_row_hash``)."""
     keys = [pa.field(k, pa.string(), nullable=False) for k in KEYS[table]]
     return pa.schema(keys + _CHANGESET_SCHEMA_EXTRA)
 
@@ -80,18 +78,6 @@ class TableChange:
         return self.changes.filter(mask).select(list(KEYS[self.table]))
 
 
-def scratch_connection() -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection that may spill large sorts to the temporary folder."""
-    from ._sql import connect
-
-    con = connect()
-    folder = os.path.join(tempfile.gettempdir(), "annostore-duckdb")
-    os.makedirs(folder, exist_ok=True)
-    con.execute(f"SET temp_directory = '{folder}'")
-    con.execute("SET preserve_insertion_order = true")
-    return con
-
-
 def plan_table(
     con: duckdb.DuckDBPyConnection,
     storage: Storage,
@@ -118,10 +104,15 @@ def plan_table(
         return TableChange(table=table, changes=changeset_schema(table).empty_table())
     positions = con.sql(f"SELECT range AS {ORDER} FROM range({incoming.num_rows})").to_arrow_table()
     con.register("incoming", incoming.append_column(ORDER, positions.column(0)))
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE incoming_hash AS "
-        f"SELECT {key_sql}, {ORDER}, {row_hash_expression(table)} AS h FROM incoming"
-    )
+    if (base is None or base.rows == 0) and nothing_removed:
+        # Nothing to compare with: every incoming row is an insert.
+        changes = con.sql(
+            f"SELECT {key_sql}, 'I' AS op, NULL::UBIGINT AS old_hash, {row_hash_expression(table)} AS new_hash, "
+            f"{ORDER} FROM incoming ORDER BY {key_sql}"
+        ).to_arrow_table()
+        con.unregister("incoming")
+        return _write_change(storage, folder, table, incoming, changes, seq)
+    hashed = f"(SELECT {key_sql}, {ORDER}, {row_hash_expression(table)} AS h FROM incoming)"
 
     if base is None or base.rows == 0:
         based = _empty_base(table)
@@ -145,7 +136,7 @@ def plan_table(
             SELECT {key_sql},
                    CASE WHEN b.{ROW_HASH} IS NULL THEN 'I' WHEN n.h IS NULL THEN 'D' ELSE 'U' END AS op,
                    b.{ROW_HASH} AS old_hash, n.h AS new_hash, n.{ORDER} AS {ORDER}
-            FROM incoming_hash n FULL OUTER JOIN base_rows b USING ({key_sql})
+            FROM {hashed} n FULL OUTER JOIN base_rows b USING ({key_sql})
             WHERE n.h IS DISTINCT FROM b.{ROW_HASH}
             ORDER BY {key_sql}"""
     else:
@@ -154,7 +145,7 @@ def plan_table(
             con.register("deleted_keys", deletes)
             both = first_row(
                 con,
-                f"SELECT {key_sql} FROM (SELECT DISTINCT {key_sql} FROM deleted_keys) SEMI JOIN incoming_hash USING ({key_sql}) LIMIT 1",
+                f"SELECT {key_sql} FROM (SELECT DISTINCT {key_sql} FROM deleted_keys) SEMI JOIN incoming USING ({key_sql}) LIMIT 1",
             )
             if both:
                 raise SchemaError(
@@ -168,7 +159,7 @@ def plan_table(
             SELECT * FROM (
                 SELECT {key_sql}, CASE WHEN b.{ROW_HASH} IS NULL THEN 'I' ELSE 'U' END AS op,
                        b.{ROW_HASH} AS old_hash, n.h AS new_hash, n.{ORDER} AS {ORDER}
-                FROM incoming_hash n LEFT JOIN base_rows b USING ({key_sql})
+                FROM {hashed} n LEFT JOIN base_rows b USING ({key_sql})
                 WHERE b.{ROW_HASH} IS DISTINCT FROM n.h
                 {deleted_part}
             ) ORDER BY {key_sql}"""
@@ -176,8 +167,15 @@ def plan_table(
     for name in ("incoming", "base_rows", "deleted_keys"):
         with contextlib.suppress(duckdb.Error):
             con.unregister(name)
-    con.execute("DROP TABLE IF EXISTS incoming_hash")
 
+    return _write_change(storage, folder, table, incoming, changes, seq)
+
+
+def _write_change(
+    storage: Storage, folder: str, table: str, incoming: pa.Table, changes: pa.Table, seq: int
+) -> TableChange:
+    """Write the fragment, tombstone and changeset files of ``changes`` (sorted by key)."""
+    keys = list(KEYS[table])
     ops = changes.column("op")
     change = TableChange(
         table=table,
@@ -197,7 +195,7 @@ def plan_table(
     if removed.num_rows:
         ref = write_file(storage, folder, removed.cast(tombstone_schema(table)))
         change.tombstone = Tombstone(**ref.model_dump(), seq=seq)
-    changeset = changes.select([*keys, "op", "old_hash", "new_hash"]).cast(changeset_schema(table))
+    changeset = changes.select([*keys, "op", "old_hash"]).cast(changeset_schema(table))
     ref = write_file(storage, folder, changeset)
     change.changeset = Changeset(
         **ref.model_dump(), inserted=change.inserted, updated=change.updated, deleted=change.deleted

@@ -44,8 +44,15 @@ def fragment_schema(table: str) -> pa.Schema:
 def encode_parquet(table: pa.Table) -> bytes:
     """Parquet bytes (zstd), deterministic for the same table and pyarrow release."""
     sink = pa.BufferOutputStream()
+    # Dictionaries pay off for repetitive strings, not for coordinates and hashes.
+    strings = [f.name for f in table.schema if pa.types.is_string(f.type)]
     pq.write_table(
-        table, sink, compression="zstd", row_group_size=FRAGMENT_ROWS, write_statistics=True
+        table,
+        sink,
+        compression="zstd",
+        row_group_size=FRAGMENT_ROWS,
+        write_statistics=True,
+        use_dictionary=strings,
     )
     return sink.getvalue().to_pybytes()
 

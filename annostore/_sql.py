@@ -2,15 +2,53 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import duckdb
 
+_local = threading.local()
 
-def connect() -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection for internal queries over Arrow tables."""
+
+def _new_connection() -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(":memory:")
     # Timestamps and hashes must not depend on the user's machine.
     con.execute("SET TimeZone = 'UTC'")
+    # Large sorts (compaction) may spill to disk instead of failing.
+    folder = os.path.join(tempfile.gettempdir(), "annostore-duckdb")
+    os.makedirs(folder, exist_ok=True)
+    con.execute(f"SET temp_directory = '{folder}'")
+    con.execute("SET preserve_insertion_order = true")
     return con
+
+
+@contextmanager
+def connection() -> Iterator[duckdb.DuckDBPyConnection]:
+    """An in-memory DuckDB connection for internal queries over Arrow tables.
+
+    Opening one costs about 20 ms, so each thread keeps one and reuses it; a nested use
+    gets a fresh connection of its own. Callers unregister what they register.
+    """
+    cached = getattr(_local, "con", None)
+    if cached is None or getattr(_local, "pid", None) != os.getpid():
+        cached = _local.con = _new_connection()
+        _local.pid = os.getpid()
+        _local.busy = False
+    if _local.busy:
+        con = _new_connection()
+        try:
+            yield con
+        finally:
+            con.close()
+        return
+    _local.busy = True
+    try:
+        yield cached
+    finally:
+        _local.busy = False
 
 
 def quote(name: str) -> str:

@@ -22,12 +22,12 @@ from ._commit import (
     needs_compaction,
     plan_compaction,
     plan_table,
-    scratch_connection,
     storage_stats,
     tombstone_schema,
 )
 from ._manifest import Manifest, parse_version_name, version_path
 from ._names import check_name, check_tag_name
+from ._sql import connection
 from .errors import ConflictError, CorruptionError, NotFoundError, SchemaError
 from .tables import TableLike, Tables
 from .version import Version
@@ -324,7 +324,7 @@ class Dataset:
             if base_ref is not None
             else self.latest_manifest()
         )
-        with scratch_connection() as con:
+        with connection() as con:
             seq = (base.number if base else 0) + 1
             changes, upserts = plan(con, base, seq)
             if (

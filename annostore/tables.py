@@ -12,7 +12,7 @@ from pydantic import TypeAdapter, ValidationError
 from annostore.errors import SchemaError
 from annostore.schemas import COLUMNS, KEYS, RECORD_MODELS, TABLE_NAMES, Column, arrow_schema
 
-from ._sql import connect, first_row
+from ._sql import connection, first_row
 
 __all__ = ["Tables", "conform_table"]
 
@@ -238,7 +238,7 @@ class Tables:
         return cls(**built, check_references=check_references)
 
     def _check(self, check_references: bool) -> None:
-        with connect() as con:
+        with connection() as con:
             for name in TABLE_NAMES:
                 table = getattr(self, name)
                 if table.num_rows < 2:

@@ -13,7 +13,7 @@ from annostore.schemas import TABLE_NAMES
 from ._commit import changeset_schema
 from ._fragments import live_rows, read_file
 from ._manifest import Manifest
-from ._sql import connect
+from ._sql import connection
 from .tables import Tables
 
 if TYPE_CHECKING:
@@ -92,7 +92,7 @@ class Version:
         """One table of this version, read from storage."""
         if name not in TABLE_NAMES:
             raise KeyError(f"unknown table {name!r}; tables are {', '.join(TABLE_NAMES)}")
-        with connect() as con:
+        with connection() as con:
             return live_rows(
                 con, self.dataset._storage, self.dataset._folder, name, self.manifest.tables[name]
             )
