@@ -74,6 +74,15 @@ def _log_row(version: Version) -> dict[str, Any]:
     return row
 
 
+def _changes_text(version: Version, skip_unchanged: bool) -> str:
+    """``regions +18 ~11 -4; labels +1 ~0 -0``: rows inserted, updated, deleted per table."""
+    return "; ".join(
+        f"{table} +{c['inserted']} ~{c['updated']} -{c['deleted']}"
+        for table, c in version.changes.items()
+        if any(c.values()) or not skip_unchanged
+    )
+
+
 LOG_COLUMNS = [
     "number",
     "id",
@@ -175,10 +184,7 @@ def show_command(ctx: click.Context, spec: str, output_format: str, as_json: boo
     fmt = chosen_format(output_format, as_json)
     if fmt == "table":
         record["counts"] = ", ".join(f"{k} {v}" for k, v in version.counts.items())
-        record["changes"] = "; ".join(
-            f"{table} +{c['inserted']} ~{c['updated']} -{c['deleted']}"
-            for table, c in version.changes.items()
-        )
+        record["changes"] = _changes_text(version, skip_unchanged=False)
         record["tags"] = ", ".join(record["tags"])
     click.echo(render_record(record, fmt))
 
@@ -281,11 +287,7 @@ def demo_command(ctx: click.Context, dataset: str) -> None:
     versions = run_demo(store, dataset)
     click.echo(f"store: {store.url}", err=True)
     for version in versions:
-        changes = "; ".join(
-            f"{t} +{c['inserted']} ~{c['updated']} -{c['deleted']}"
-            for t, c in version.changes.items()
-            if any(c.values())
-        )
+        changes = _changes_text(version, skip_unchanged=True)
         click.echo(f"committed {dataset}@{version.number}: {version.message} ({changes})", err=True)
     click.echo(
         render_rows([_log_row(v) for v in store.dataset(dataset).log()], LOG_COLUMNS, "table")

@@ -136,11 +136,7 @@ def conform_table(table: str, data: TableLike | None) -> pa.Table:
         elif column.nullable:
             arrays.append(pa.nulls(rows, column.type))
         elif column.default is not None:
-            arrays.append(
-                pa.array([column.default] * rows, column.type)
-                if rows
-                else pa.array([], column.type)
-            )
+            arrays.append(pa.repeat(pa.scalar(column.default, column.type), rows))
         else:
             raise SchemaError(
                 f"{table}: missing column {column.name!r}", table=table, column=column.name
@@ -154,13 +150,18 @@ def _pydantic_message(table: str, error: ValidationError) -> str:
     index = location.pop(0) if location and isinstance(location[0], int) else None
     field = ".".join(str(part) for part in location) or "record"
     where = f"{table}[{index}].{field}" if index is not None else f"{table}.{field}"
-    message = first["msg"]
+    detail = first["msg"]
+    detail = detail[0].lower() + detail[1:]
+    column = next((c for c in COLUMNS[table] if location and c.name == location[0]), None)
     if first["type"] == "extra_forbidden":
         message = "unknown field (keep other fields in the 'extra' or 'data' JSON column)"
     elif first["type"] == "missing":
         message = "expected a value, got nothing"
+    elif column is not None and len(location) == 1:
+        expected = "JSON text, a dict or a list" if column.is_json else str(column.type)
+        message = f"expected {expected}, got {first.get('input')!r} ({detail})"
     else:
-        message = f"{message[0].lower()}{message[1:]}, got {first.get('input')!r}"
+        message = f"{detail}, got {first.get('input')!r}"
     return f"{where}: {message}"
 
 

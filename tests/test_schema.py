@@ -191,7 +191,10 @@ def test_from_pylist_validates_each_record():
 @pytest.mark.parametrize(
     ("records", "message"),
     [
-        ({"tasks": [{"task_id": "a", "width": "wide"}]}, r"tasks\[0\]\.width: "),
+        (
+            {"tasks": [{"task_id": "a", "width": "wide"}]},
+            r"tasks\[0\]\.width: expected int32, got 'wide'",
+        ),
         ({"tasks": [{"task_id": "a"}, {"uri": "x"}]}, r"tasks\[1\]\.task_id: expected a value"),
         ({"tasks": [{"task_id": "a", "colour": "red"}]}, r"tasks\[0\]\.colour: unknown field"),
         ({"tasks": [{"task_id": "a", "data": "{not json"}]}, r"tasks\[0\]\.data: .*invalid JSON"),
