@@ -28,7 +28,7 @@ from ._fragments import (
 )
 from ._manifest import Changeset, Fragment, Manifest, TableState, Tombstone
 from ._rowhash import ROW_HASH, row_hash_expression
-from ._sql import column_list, first_row, quote
+from ._sql import arrow_reader, column_list, first_row, quote
 from ._storage import Storage
 from .errors import ConflictError, SchemaError
 
@@ -277,10 +277,13 @@ def plan_compaction(
         condition = "(d._until IS NULL OR d._until <= c._seq)"
     canonical = [n for n in schema.names if n != ROW_HASH]
     select = ", ".join(f"c.{quote(n)}" for n in canonical)
-    reader = con.sql(
-        f"SELECT {select}, {row_hash_expression(table, 'c.')} AS {ROW_HASH} FROM compacting c {dead_join} "
-        f"WHERE {condition} ORDER BY {column_list(keys, 'c.')}"
-    ).to_arrow_reader(FRAGMENT_ROWS)
+    reader = arrow_reader(
+        con.sql(
+            f"SELECT {select}, {row_hash_expression(table, 'c.')} AS {ROW_HASH} FROM compacting c {dead_join} "
+            f"WHERE {condition} ORDER BY {column_list(keys, 'c.')}"
+        ),
+        FRAGMENT_ROWS,
+    )
     batches = (pa.Table.from_batches([batch]).cast(schema) for batch in reader)
     fragments = write_fragments(storage, folder, table, batches, seq)
     con.execute("DROP TABLE IF EXISTS compacting")

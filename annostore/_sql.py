@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import duckdb
+import pyarrow as pa
 
 _local = threading.local()
 
@@ -65,3 +66,10 @@ def first_row(con: duckdb.DuckDBPyConnection, query: str) -> tuple | None:
     """The first row of a query's result, or None when it has no rows."""
     rows = con.sql(query).limit(1).fetchall()
     return rows[0] if rows else None
+
+
+def arrow_reader(relation: duckdb.DuckDBPyRelation, batch_rows: int) -> pa.RecordBatchReader:
+    """Stream a relation's result as Arrow record batches (DuckDB 1.x and 2.x)."""
+    if hasattr(type(relation), "to_arrow_reader"):
+        return relation.to_arrow_reader(batch_rows)
+    return relation.fetch_record_batch(batch_rows)  # DuckDB < 2.0

@@ -12,11 +12,25 @@ from ._records import RECORD_MODELS
 JSON_DIR = Path(__file__).parent / "json"
 
 
+def _integral_bounds(node: Any) -> Any:
+    """Write whole-number bounds as integers, as every pydantic release does not."""
+    if isinstance(node, dict):
+        return {
+            key: int(value)
+            if key in ("minimum", "maximum") and isinstance(value, float) and value.is_integer()
+            else _integral_bounds(value)
+            for key, value in node.items()
+        }
+    if isinstance(node, list):
+        return [_integral_bounds(item) for item in node]
+    return node
+
+
 def json_schemas() -> dict[str, dict[str, Any]]:
     """The JSON Schema of each table's records, with the Arrow type of every column."""
     schemas = {}
     for table in TABLE_NAMES:
-        schema = RECORD_MODELS[table].model_json_schema()
+        schema = _integral_bounds(RECORD_MODELS[table].model_json_schema())
         schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
         schema["$id"] = f"https://annostore.dev/schemas/v{SCHEMA_VERSION}/{table}.schema.json"
         schema["x-annostore-table"] = table

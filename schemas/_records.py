@@ -100,7 +100,9 @@ def _model(name: str, table: str, doc: str) -> type[BaseModel]:
             )
         else:
             fields[column.name] = (annotation, Field(description=column.description))
-    model = create_model(name, __config__=ConfigDict(extra="forbid"), __doc__=doc, **fields)
+    model = create_model(
+        name, __config__=ConfigDict(extra="forbid", protected_namespaces=()), __doc__=doc, **fields
+    )
     model.__module__ = __name__
     return model
 

@@ -89,7 +89,9 @@ def test_registry_registers_gets_and_lists():
 def test_unknown_format_lists_the_known_ones():
     converters.register("dummy-b", Dummy)
     try:
-        with pytest.raises(annostore.UnknownFormatError, match="known formats: .*dummy-b") as caught:
+        with pytest.raises(
+            annostore.UnknownFormatError, match=r"known formats: .*dummy-b"
+        ) as caught:
             converters.get("no-such-format")
         assert "dummy-b" in caught.value.known
     finally:
