@@ -20,6 +20,7 @@ from .errors import (
     MissingDependencyError,
     NotFoundError,
     ParseError,
+    QueryError,
     SchemaError,
     UnknownFormatError,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "NotFoundError",
     "ParseError",
     "Problem",
+    "QueryError",
     "SchemaError",
     "Store",
     "Tables",

@@ -269,6 +269,44 @@ def verify_command(ctx: click.Context, output_format: str, as_json: bool) -> Non
         ctx.exit(1)
 
 
+@cli.command("sql")
+@click.argument("query")
+@click.option(
+    "--dataset",
+    "spec",
+    required=True,
+    metavar="DATASET[@REF]",
+    help="The version to query (default ref: latest).",
+)
+@output_options
+@click.pass_context
+def sql_command(
+    ctx: click.Context, query: str, spec: str, output_format: str, as_json: bool
+) -> None:
+    """Run one read-only SELECT over a version.
+
+    Views: tasks, annotations, labels, and regions (with task_id and x_px, y_px, w_px,
+    h_px, area_px where the image size is known); regions_v3 and the like read other
+    versions of the same dataset.
+    """
+    dataset, ref = _dataset_and_ref(ctx, spec)
+    result = dataset.version(ref).sql(query)
+    click.echo(
+        render_rows(result.to_pylist(), result.column_names, chosen_format(output_format, as_json))
+    )
+
+
+@cli.command("stats")
+@click.argument("spec", metavar="DATASET[@REF]")
+@output_options
+@click.pass_context
+def stats_command(ctx: click.Context, spec: str, output_format: str, as_json: bool) -> None:
+    """Statistics of a version: labeled / unlabeled tasks, regions per label and type,
+    annotators, model versions, splits, regions per task, box sizes, unused labels."""
+    dataset, ref = _dataset_and_ref(ctx, spec)
+    click.echo(render_record(dataset.version(ref).stats(), chosen_format(output_format, as_json)))
+
+
 @cli.command("demo")
 @click.option(
     "--dataset",
@@ -278,7 +316,8 @@ def verify_command(ctx: click.Context, output_format: str, as_json: bool) -> Non
 )
 @click.pass_context
 def demo_command(ctx: click.Context, dataset: str) -> None:
-    """Build a small sample dataset (generated, no download), commit two versions, show the log."""
+    """Build a small sample dataset (generated, no download), commit two versions, show the log
+    and the statistics of each version."""
     from .demo import run_demo
 
     store = _store(ctx)
@@ -292,6 +331,17 @@ def demo_command(ctx: click.Context, dataset: str) -> None:
     click.echo(
         render_rows([_log_row(v) for v in store.dataset(dataset).log()], LOG_COLUMNS, "table")
     )
+    click.echo()
+    for version in versions:
+        stats = version.stats()
+        per_label = ", ".join(
+            f"{label} {n}" for label, n in stats["regions_per_label_by_kind"]["annotation"].items()
+        )
+        click.echo(
+            f"{dataset}@{version.number}: {stats['labeled_task_count']} of {stats['task_count']} tasks labeled "
+            f"({stats['background_task_count']} background), {stats['region_count']} regions; "
+            f"labeled regions per label: {per_label}"
+        )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -132,6 +132,27 @@ class Dataset:
                 )
         raise NotFoundError(f"dataset {self.name!r} has no version, tag or id prefix {ref!r}")
 
+    def sql(
+        self,
+        query: str,
+        version: int | str = "latest",
+        params: Sequence[Any] | dict[str, Any] | None = None,
+    ) -> pa.Table:
+        """Run one read-only SELECT over a version (see :meth:`Version.sql`)."""
+        return self.version(version).sql(query, params)
+
+    def stats(self, version: int | str = "latest") -> dict[str, Any]:
+        """Statistics of a version (see :meth:`Version.stats`)."""
+        return self.version(version).stats()
+
+    def labeled_tasks(self, version: int | str = "latest") -> pa.Table:
+        """Tasks of a version that a person has annotated (ZenML's get_labeled_data)."""
+        return self.version(version).labeled_tasks()
+
+    def unlabeled_tasks(self, version: int | str = "latest") -> pa.Table:
+        """Tasks of a version that no person has annotated (ZenML's get_unlabeled_data)."""
+        return self.version(version).unlabeled_tasks()
+
     # tags ----------------------------------------------------------------------------
 
     def tags(self) -> dict[str, int]:

@@ -11,6 +11,7 @@ Every error is an :class:`AnnostoreError`; catch that to handle them all::
     ├── ConflictError             a concurrent commit touched the same rows; an existing name
     ├── CorruptionError           a stored file whose bytes do not match its recorded sha256
     ├── ConversionError           a loss during conversion under ``strict``
+    ├── QueryError                SQL that is not a single read-only SELECT, or fails
     └── MissingDependencyError    an optional dependency is not installed (with install hint)
 
 The CLI prints the message of an ``AnnostoreError`` as one line and exits with status 1.
@@ -29,6 +30,7 @@ __all__ = [
     "MissingDependencyError",
     "NotFoundError",
     "ParseError",
+    "QueryError",
     "SchemaError",
     "UnknownFormatError",
 ]
@@ -101,6 +103,10 @@ class CorruptionError(AnnostoreError):
 
 class ConversionError(AnnostoreError):
     """A conversion that would lose or approximate data while ``strict`` is on."""
+
+
+class QueryError(AnnostoreError):
+    """User SQL that is not allowed (not one SELECT, reaching outside the store) or fails."""
 
 
 class MissingDependencyError(AnnostoreError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -103,6 +104,38 @@ class Version:
         if ref is None:
             return changeset_schema(name).empty_table()
         return read_file(self.dataset._storage, self.dataset._folder, ref)
+
+    def sql(self, query: str, params: Sequence[Any] | dict[str, Any] | None = None) -> pa.Table:
+        """Run one read-only SELECT over this version; returns an Arrow table.
+
+        Views: ``tasks``, ``annotations``, ``labels``, and ``regions`` with ``task_id``
+        and pixel columns (``x_px``, ``y_px``, ``w_px``, ``h_px``, ``area_px`` for boxes)
+        where the task size is known; ``<table>_v<N>`` reads version N of the same
+        dataset. ``params`` fill ``?`` or ``$name`` placeholders. Anything but a single
+        SELECT, or any access to files outside the store, raises
+        :class:`~annostore.QueryError`.
+        """
+        from .query import run_query
+
+        return run_query(self.dataset, self.manifest, query, params)
+
+    def stats(self) -> dict[str, Any]:
+        """Task, region, label, annotator and box-size statistics (JSON-ready)."""
+        from .stats import version_stats
+
+        return version_stats(self.dataset, self.manifest)
+
+    def labeled_tasks(self) -> pa.Table:
+        """Tasks with at least one annotation by a person that was not cancelled."""
+        from .stats import LABELED_TASKS
+
+        return self.sql(LABELED_TASKS)
+
+    def unlabeled_tasks(self) -> pa.Table:
+        """Tasks that no person has annotated yet (predictions alone do not count)."""
+        from .stats import UNLABELED_TASKS
+
+        return self.sql(UNLABELED_TASKS)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready summary (what ``annostore log --json`` prints)."""

@@ -32,6 +32,8 @@ def test_demo_commits_two_versions_and_prints_the_log(run):
     result = run("demo")
     assert "round 2: review" in result.stdout and "round 1: first labeling pass" in result.stdout
     assert "committed demo@2" in result.stderr
+    assert "demo@1: 50 of 60 tasks labeled" in result.stdout
+    assert "demo@2: 50 of 60 tasks labeled (12 background), 77 regions" in result.stdout
     log = json.loads(run("log", "demo", "--json").stdout)
     assert [entry["number"] for entry in log] == [2, 1]
     assert log[1]["tags"] == ["round-1"]

@@ -1,0 +1,208 @@
+"""Read-only SQL over versions: DuckDB views bound to a version's files in place.
+
+``tasks``, ``annotations``, ``regions`` and ``labels`` are views over the version's
+Parquet fragments, anti-joined with its tombstones (nothing is copied). ``regions`` adds
+``task_id`` and pixel columns (``x_px``, ``y_px``, ``w_px``, ``h_px``, ``area_px``) where
+the task's size is known. Other versions of the same dataset are reachable as
+``regions_v3``, ``tasks_v12``, … .
+
+User SQL runs on a connection locked down after the views exist: one SELECT statement,
+no file access beyond the version's own files, no ATTACH, no extensions, no settings.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+import pyarrow as pa
+from fsspec.implementations.dirfs import DirFileSystem
+
+from annostore.schemas import KEYS, TABLE_NAMES, arrow_schema
+
+from ._manifest import FileRef, Manifest, TableState
+from ._sql import column_list, quote
+from ._storage import Storage
+from .errors import NotFoundError, QueryError
+
+if TYPE_CHECKING:
+    from .dataset import Dataset
+
+__all__ = ["open_version_connection", "run_query"]
+
+_OTHER_VERSION = re.compile(r"\b(tasks|annotations|regions|labels)_v(\d+)\b", re.IGNORECASE)
+_VERIFIED: set[tuple[str, str]] = set()
+_VERIFIED_LOCK = threading.Lock()
+_PROTOCOL = "annostore-store"
+
+
+class _StoreFileSystem(DirFileSystem):
+    """The store's filesystem under a protocol of its own, so DuckDB reads remote and
+    memory stores through fsspec (and never through an extension that would download)."""
+
+    protocol = _PROTOCOL
+
+
+def _verify_once(storage: Storage, folder: str, ref: FileRef) -> None:
+    """Check a file's sha256 before DuckDB reads it; once per process per file."""
+    key = (storage.url, ref.sha256)
+    with _VERIFIED_LOCK:
+        if key in _VERIFIED:
+            return
+    storage.read_verified(f"{folder}/{ref.path}", ref.sha256)
+    with _VERIFIED_LOCK:
+        _VERIFIED.add(key)
+
+
+class _Binder:
+    """Builds the views of one or more versions on one connection."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, dataset: Dataset):
+        self.con = con
+        self.dataset = dataset
+        self.storage: Storage = dataset._storage
+        self.allowed: list[str] = []
+        if not self.storage.is_local:
+            con.register_filesystem(_StoreFileSystem(path=self.storage.root, fs=self.storage.fs))
+
+    def location(self, ref: FileRef) -> str:
+        relative = f"{self.dataset._folder}/{ref.path}"
+        if self.storage.is_local:
+            return self.storage.full(relative)
+        return f"{_PROTOCOL}://{relative}"
+
+    def _files(self, refs: Sequence[FileRef]) -> list[str]:
+        locations = []
+        for ref in refs:
+            _verify_once(self.storage, self.dataset._folder, ref)
+            location = self.location(ref)
+            locations.append(location)
+            self.allowed.append(location)
+        return locations
+
+    def table_sql(self, table: str, state: TableState, suffix: str) -> str:
+        """SQL for the live rows of one table of a version."""
+        columns = column_list(arrow_schema(table).names)
+        if not state.fragments:
+            name = f"_empty_{table}{suffix}"
+            self.con.register(name, arrow_schema(table).empty_table())
+            return f"SELECT * FROM {name}"
+        fragment_files = self._files(state.fragments)
+        unique = sorted(set(fragment_files))
+        relevant = [t for t in state.tombstones if t.seq > min(f.seq for f in state.fragments)]
+        if not relevant and len(unique) == len(fragment_files):
+            return f"SELECT {columns} FROM read_parquet({_list(unique)})"
+        keys = column_list(KEYS[table])
+        listing = ", ".join(
+            f"({_literal(path)}, {f.seq})"
+            for path, f in zip(fragment_files, state.fragments, strict=True)
+        )
+        dead_parts = [
+            f"SELECT {keys}, {t.seq}::BIGINT AS _seq FROM read_parquet({_list(self._files([t]))})"
+            for t in relevant
+        ]
+        dead = (
+            " UNION ALL ".join(dead_parts)
+            if dead_parts
+            else f"SELECT {keys}, 0::BIGINT AS _seq FROM read_parquet({_list(unique[:1])}) WHERE false"
+        )
+        prefixed = column_list(arrow_schema(table).names, "r.")
+        return (
+            f"SELECT {prefixed} FROM read_parquet({_list(unique)}, filename = true) r "
+            f"JOIN (VALUES {listing}) f(_file, _seq) ON r.filename = f._file "
+            f"LEFT JOIN (SELECT {keys}, max(_seq) AS _until FROM ({dead}) GROUP BY ALL) d USING ({keys}) "
+            f"WHERE d._until IS NULL OR d._until <= f._seq"
+        )
+
+    def bind(self, manifest: Manifest, suffix: str = "") -> None:
+        """Create the four views (named with ``suffix``, e.g. ``_v3``) of one version."""
+        for table in TABLE_NAMES:
+            self.con.execute(
+                f"CREATE VIEW {quote('_raw_' + table + suffix)} AS {self.table_sql(table, manifest.tables[table], suffix)}"
+            )
+        raw = {t: quote(f"_raw_{t}{suffix}") for t in TABLE_NAMES}
+        for table in ("tasks", "annotations", "labels"):
+            self.con.execute(f"CREATE VIEW {quote(table + suffix)} AS SELECT * FROM {raw[table]}")
+        self.con.execute(
+            f"""CREATE VIEW {quote("regions" + suffix)} AS
+                SELECT r.*, a.task_id,
+                       r.x * t.width AS x_px, r.y * t.height AS y_px,
+                       r.w * t.width AS w_px, r.h * t.height AS h_px,
+                       CASE WHEN r.type = 'bbox' THEN (r.w * t.width) * (r.h * t.height) END AS area_px
+                FROM {raw["regions"]} r
+                LEFT JOIN {raw["annotations"]} a USING (annotation_id)
+                LEFT JOIN {raw["tasks"]} t USING (task_id)"""
+        )
+
+    def lock(self) -> None:
+        con = self.con
+        con.execute("SET autoinstall_known_extensions = false")
+        con.execute("SET autoload_known_extensions = false")
+        con.execute(f"SET allowed_paths = {_list(sorted(set(self.allowed)))}")
+        con.execute("SET enable_external_access = false")
+        con.execute("SET lock_configuration = true")
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _list(paths: Sequence[str]) -> str:
+    return "[" + ", ".join(_literal(p) for p in paths) + "]"
+
+
+def _check_statement(query: str) -> None:
+    try:
+        statements = duckdb.extract_statements(query)
+    except duckdb.Error as exc:
+        raise QueryError(f"SQL does not parse: {exc}") from exc
+    if len(statements) != 1:
+        raise QueryError(f"expected one SQL statement, got {len(statements)}")
+    kind = statements[0].type
+    if kind != duckdb.StatementType.SELECT:
+        raise QueryError(f"only SELECT queries are allowed (read-only), got {kind.name}")
+
+
+def open_version_connection(
+    dataset: Dataset, manifest: Manifest, query: str = ""
+) -> duckdb.DuckDBPyConnection:
+    """A locked-down DuckDB connection with the views of ``manifest`` (and of every
+    ``<table>_v<N>`` that ``query`` names)."""
+    con = duckdb.connect(":memory:")
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        binder = _Binder(con, dataset)
+        binder.bind(manifest)
+        for number in sorted({int(n) for _, n in _OTHER_VERSION.findall(query)}):
+            try:
+                other = dataset._manifest(number)
+            except NotFoundError as exc:
+                raise QueryError(
+                    f"the query names version {number}, which {dataset.name!r} does not have"
+                ) from exc
+            binder.bind(other, f"_v{number}")
+        binder.lock()
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+def run_query(
+    dataset: Dataset,
+    manifest: Manifest,
+    query: str,
+    params: Sequence[Any] | dict[str, Any] | None = None,
+) -> pa.Table:
+    """Run one read-only SELECT over a version; the result as an Arrow table."""
+    _check_statement(query)
+    con = open_version_connection(dataset, manifest, query)
+    try:
+        return con.sql(query, params=params).to_arrow_table()
+    except duckdb.Error as exc:
+        raise QueryError(f"{type(exc).__name__}: {exc}") from exc
+    finally:
+        con.close()

@@ -1,0 +1,130 @@
+"""Statistics of a version, computed by DuckDB over the version's files in place."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+
+from ._manifest import Manifest
+from .query import open_version_connection
+
+if TYPE_CHECKING:
+    from .dataset import Dataset
+
+__all__ = ["version_stats"]
+
+#: A task is labeled when a person submitted an annotation for it that was not cancelled.
+LABELED = "kind = 'annotation' AND NOT cancelled"
+LABELED_TASKS = (
+    f"SELECT * FROM tasks WHERE task_id IN (SELECT task_id FROM annotations WHERE {LABELED})"
+)
+UNLABELED_TASKS = (
+    f"SELECT * FROM tasks WHERE task_id NOT IN (SELECT task_id FROM annotations WHERE {LABELED})"
+)
+
+
+def _pairs(con: duckdb.DuckDBPyConnection, sql: str) -> dict[Any, int]:
+    return {key: count for key, count in con.sql(sql).fetchall()}
+
+
+def _distribution(row: tuple) -> dict[str, float | None]:
+    low, median, high = row
+    return {"min": low, "median": median, "max": high}
+
+
+def version_stats(dataset: Dataset, manifest: Manifest) -> dict[str, Any]:
+    """Counts and distributions a user asks of a labeling round (see ``docs/cli.md``)."""
+    con = open_version_connection(dataset, manifest)
+    try:
+        return _compute(con, manifest)
+    finally:
+        con.close()
+
+
+def _compute(con: duckdb.DuckDBPyConnection, manifest: Manifest) -> dict[str, Any]:
+    counts = manifest.counts
+    labeled, skipped, background, predicted = con.sql(
+        f"""WITH per_task AS (
+                SELECT task_id,
+                       bool_or({LABELED}) AS labeled,
+                       bool_or(kind = 'annotation' AND cancelled) AS skipped,
+                       bool_or(kind = 'prediction') AS predicted
+                FROM _raw_annotations GROUP BY task_id),
+            with_regions AS (
+                SELECT DISTINCT a.task_id FROM _raw_regions r
+                JOIN _raw_annotations a USING (annotation_id) WHERE a.kind = 'annotation' AND NOT a.cancelled)
+            SELECT count(*) FILTER (WHERE labeled),
+                   count(*) FILTER (WHERE skipped AND NOT labeled),
+                   count(*) FILTER (WHERE labeled AND w.task_id IS NULL),
+                   count(*) FILTER (WHERE predicted)
+            FROM per_task p LEFT JOIN with_regions w USING (task_id)"""
+    ).fetchall()[0]
+    per_task = con.sql(
+        f"""WITH labeled_annotations AS (SELECT annotation_id, task_id FROM _raw_annotations WHERE {LABELED}),
+            per_task AS (
+                SELECT l.task_id, count(r.region_id) AS n
+                FROM labeled_annotations l LEFT JOIN _raw_regions r USING (annotation_id) GROUP BY l.task_id)
+            SELECT min(n), median(n), max(n) FROM per_task"""
+    ).fetchall()[0]
+    boxes = con.sql(
+        """SELECT count(*), min(w), median(w), max(w), min(h), median(h), max(h),
+                  count(w_px), min(w_px), median(w_px), max(w_px), min(h_px), median(h_px), max(h_px)
+           FROM regions WHERE type = 'bbox'"""
+    ).fetchall()[0]
+    by_kind = con.sql(
+        """SELECT a.kind, r.label, count(*) FROM _raw_regions r
+           JOIN _raw_annotations a USING (annotation_id) GROUP BY ALL ORDER BY 1, 3 DESC, 2"""
+    ).fetchall()
+    regions_per_label_by_kind: dict[str, dict[Any, int]] = {"annotation": {}, "prediction": {}}
+    for kind, label, count in by_kind:
+        regions_per_label_by_kind[kind][label] = count
+    return {
+        "task_count": counts["tasks"],
+        "labeled_task_count": labeled,
+        "unlabeled_task_count": counts["tasks"] - labeled,
+        "skipped_task_count": skipped,
+        "background_task_count": background,
+        "predicted_task_count": predicted,
+        "annotation_count": counts["annotations"],
+        "region_count": counts["regions"],
+        "label_count": counts["labels"],
+        "regions_per_label": _pairs(
+            con, "SELECT label, count(*) FROM _raw_regions GROUP BY 1 ORDER BY 2 DESC, 1"
+        ),
+        "regions_per_label_by_kind": regions_per_label_by_kind,
+        "regions_per_type": _pairs(
+            con, "SELECT type, count(*) FROM _raw_regions GROUP BY 1 ORDER BY 2 DESC, 1"
+        ),
+        "annotations_per_annotator": _pairs(
+            con,
+            "SELECT annotator, count(*) FROM _raw_annotations WHERE kind = 'annotation' GROUP BY 1 ORDER BY 2 DESC, 1",
+        ),
+        "predictions_per_model_version": _pairs(
+            con,
+            "SELECT model_version, count(*) FROM _raw_annotations WHERE kind = 'prediction' GROUP BY 1 ORDER BY 2 DESC, 1",
+        ),
+        "tasks_per_split": _pairs(
+            con, "SELECT split, count(*) FROM _raw_tasks GROUP BY 1 ORDER BY 2 DESC, 1"
+        ),
+        "regions_per_labeled_task": _distribution(per_task),
+        "box_count": boxes[0],
+        "box_width": _distribution(boxes[1:4]),
+        "box_height": _distribution(boxes[4:7]),
+        "box_count_with_pixels": boxes[7],
+        "box_width_px": _distribution(boxes[8:11]),
+        "box_height_px": _distribution(boxes[11:14]),
+        "labels_unused": [
+            row[0]
+            for row in con.sql(
+                "SELECT label FROM _raw_labels ANTI JOIN (SELECT DISTINCT label FROM _raw_regions) USING (label) ORDER BY 1"
+            ).fetchall()
+        ],
+        "labels_undefined": [
+            row[0]
+            for row in con.sql(
+                "SELECT DISTINCT label FROM _raw_regions WHERE label IS NOT NULL "
+                "AND label NOT IN (SELECT label FROM _raw_labels) ORDER BY 1"
+            ).fetchall()
+        ],
+    }

@@ -1,0 +1,278 @@
+"""SQL over versions, its lockdown, stats and the labeled / unlabeled task lists."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+from helpers import boxes
+
+import annostore
+from annostore.cli import cli
+
+
+def _labeled_round() -> annostore.Tables:
+    """6 tasks: 2 with boxes, 1 background, 1 skipped, 1 with only a prediction, 1 untouched."""
+    return annostore.Tables.from_pylist(
+        tasks=[
+            {"task_id": "t1", "width": 200, "height": 100, "split": "train"},
+            {"task_id": "t2", "width": 400, "height": 300, "split": "train"},
+            {"task_id": "t3", "split": "val"},
+            {"task_id": "t4"},
+            {"task_id": "t5", "width": 10, "height": 10},
+            {"task_id": "t6"},
+        ],
+        annotations=[
+            {"annotation_id": "a1", "task_id": "t1", "annotator": "ana"},
+            {"annotation_id": "a2", "task_id": "t2", "annotator": "ben"},
+            {"annotation_id": "a2b", "task_id": "t2", "annotator": "ana"},
+            {"annotation_id": "a3", "task_id": "t3", "annotator": "ana"},
+            {"annotation_id": "a4", "task_id": "t4", "annotator": "ben", "cancelled": True},
+            {
+                "annotation_id": "p5",
+                "task_id": "t5",
+                "kind": "prediction",
+                "model_version": "m1",
+                "score": 0.5,
+            },
+        ],
+        regions=[
+            {
+                "annotation_id": "a1",
+                "region_id": "r1",
+                "type": "bbox",
+                "label": "cat",
+                "x": 0.1,
+                "y": 0.2,
+                "w": 0.5,
+                "h": 0.5,
+            },
+            {
+                "annotation_id": "a2",
+                "region_id": "r1",
+                "type": "bbox",
+                "label": "dog",
+                "x": 0.0,
+                "y": 0.0,
+                "w": 0.25,
+                "h": 0.1,
+            },
+            {
+                "annotation_id": "a2",
+                "region_id": "r2",
+                "type": "polygon",
+                "label": "dog",
+                "polygons": [[0, 0, 1, 0, 1, 1]],
+            },
+            {"annotation_id": "a2b", "region_id": "r1", "type": "class", "label": "outdoor"},
+            {
+                "annotation_id": "p5",
+                "region_id": "r1",
+                "type": "bbox",
+                "label": "cat",
+                "x": 0,
+                "y": 0,
+                "w": 1,
+                "h": 1,
+            },
+        ],
+        labels=[
+            {"label": "cat", "label_id": 1},
+            {"label": "dog", "label_id": 2},
+            {"label": "bird", "label_id": 3},
+        ],
+    )
+
+
+def test_sql_sees_the_versions_rows_with_pixel_columns(store):
+    ds = store.create_dataset("pets")
+    ds.commit(_labeled_round())
+    rows = ds.sql(
+        "SELECT annotation_id, region_id, task_id, x_px, y_px, w_px, h_px, area_px FROM regions "
+        "WHERE type = 'bbox' ORDER BY 1"
+    ).to_pylist()
+    assert rows[0] == {
+        "annotation_id": "a1",
+        "region_id": "r1",
+        "task_id": "t1",
+        "x_px": 20.0,
+        "y_px": 20.0,
+        "w_px": 100.0,
+        "h_px": 50.0,
+        "area_px": 5000.0,
+    }
+    assert rows[1]["w_px"] == 100.0 and rows[1]["h_px"] == 30.0
+    assert ds.sql("SELECT count(*) AS n FROM tasks WHERE width IS NULL").to_pylist() == [{"n": 3}]
+    assert (
+        ds.sql("SELECT count(*) AS n FROM regions WHERE label = ?", params=["dog"])
+        .column("n")[0]
+        .as_py()
+        == 2
+    )
+
+
+def test_sql_reads_through_tombstones_and_reaches_other_versions(store):
+    store.auto_compact = False
+    ds = store.create_dataset("pets")
+    ds.commit(boxes(10))
+    ds.commit(boxes(12, label="dog"))
+    ds.commit_changes(deletes={"regions": [("a00000", "r0")]})
+    latest = ds.sql("SELECT label, count(*) AS n FROM regions GROUP BY 1").to_pylist()
+    assert latest == [{"label": "dog", "n": 23}]
+    both = ds.sql(
+        "SELECT (SELECT count(*) FROM regions_v1) AS v1, (SELECT count(*) FROM regions_v2) AS v2, "
+        "(SELECT count(*) FROM regions) AS v3"
+    ).to_pylist()
+    assert both == [{"v1": 20, "v2": 24, "v3": 23}]
+    assert ds.sql("SELECT count(*) AS n FROM regions", version=1).column("n")[0].as_py() == 20
+    # The SQL view and the Arrow read agree row for row.
+    assert (
+        ds.sql("SELECT * EXCLUDE (task_id, x_px, y_px, w_px, h_px, area_px) FROM regions")
+        .sort_by([("annotation_id", "ascending"), ("region_id", "ascending")])
+        .to_pylist()
+        == ds.latest.tables.regions.sort_by(
+            [("annotation_id", "ascending"), ("region_id", "ascending")]
+        ).to_pylist()
+    )
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("COPY (SELECT 1) TO '/tmp/annostore-leak.csv'", "only SELECT"),
+        ("SELECT * FROM read_csv('/etc/passwd')", "Permission"),
+        ("SELECT * FROM read_text('/etc/hostname')", "Permission"),
+        ("SELECT * FROM glob('/*')", "Permission"),
+        ("ATTACH '/tmp/annostore-other.db'", "only SELECT"),
+        ("INSTALL httpfs", "only SELECT"),
+        ("LOAD httpfs", "only SELECT"),
+        ("SET threads = 1", "only SELECT"),
+        ("SELECT 1; SELECT 2", "one SQL statement"),
+        ("CREATE TABLE x AS SELECT 1", "only SELECT"),
+        ("SELECT * FROM regions_v7", "version 7"),
+        ("SELEC nonsense", "does not parse|Parser"),
+    ],
+)
+def test_user_sql_is_read_only_and_cannot_reach_files(tmp_path, query, message):
+    ds = annostore.open(str(tmp_path / "store")).create_dataset("pets")
+    ds.commit(boxes(2))
+    with pytest.raises(annostore.QueryError, match=message):
+        ds.sql(query)
+    assert not (tmp_path / "annostore-leak.csv").exists()
+
+
+def test_sql_cannot_read_another_datasets_files(tmp_path):
+    store = annostore.open(str(tmp_path / "store"))
+    secret = store.create_dataset("secret").commit(boxes(2))
+    path = (
+        tmp_path
+        / "store"
+        / "datasets"
+        / "secret"
+        / secret.manifest.tables["tasks"].fragments[0].path
+    )
+    ds = store.create_dataset("pets")
+    ds.commit(boxes(1))
+    with pytest.raises(annostore.QueryError, match="Permission"):
+        ds.sql(f"SELECT * FROM read_parquet('{path}')")
+
+
+def test_sql_checks_sha256_before_reading(tmp_path):
+    store = annostore.open(str(tmp_path / "store"))
+    version = store.create_dataset("pets").commit(boxes(3))
+    fragment = version.manifest.tables["regions"].fragments[0]
+    path = tmp_path / "store" / "datasets" / "pets" / fragment.path
+    data = bytearray(path.read_bytes())
+    data[100] ^= 0x40
+    path.write_bytes(bytes(data))
+    from annostore import query
+
+    query._VERIFIED.clear()
+    with pytest.raises(annostore.CorruptionError):
+        store.dataset("pets").sql("SELECT count(*) FROM regions")
+
+
+def test_stats_count_what_a_user_asks(store):
+    ds = store.create_dataset("pets")
+    ds.commit(_labeled_round())
+    stats = ds.stats()
+    assert (stats["task_count"], stats["labeled_task_count"], stats["unlabeled_task_count"]) == (
+        6,
+        3,
+        3,
+    )
+    assert stats["skipped_task_count"] == 1 and stats["background_task_count"] == 1
+    assert stats["predicted_task_count"] == 1
+    assert stats["region_count"] == 5
+    assert stats["regions_per_label"] == {"cat": 2, "dog": 2, "outdoor": 1}
+    assert stats["regions_per_label_by_kind"]["prediction"] == {"cat": 1}
+    assert stats["regions_per_type"] == {"bbox": 3, "class": 1, "polygon": 1}
+    assert stats["annotations_per_annotator"] == {"ana": 3, "ben": 2}
+    assert stats["predictions_per_model_version"] == {"m1": 1}
+    assert stats["tasks_per_split"] == {None: 3, "train": 2, "val": 1}
+    assert stats["regions_per_labeled_task"] == {"min": 0, "median": 1.0, "max": 3}
+    assert stats["box_count"] == 3 and stats["box_count_with_pixels"] == 3
+    assert stats["box_width_px"] == {"min": 10.0, "median": 100.0, "max": 100.0}
+    assert stats["labels_unused"] == ["bird"] and stats["labels_undefined"] == ["outdoor"]
+    assert sorted(ds.labeled_tasks().column("task_id").to_pylist()) == ["t1", "t2", "t3"]
+    assert sorted(ds.unlabeled_tasks().column("task_id").to_pylist()) == ["t4", "t5", "t6"]
+
+
+def test_stats_of_an_empty_version():
+    ds = annostore.open("memory://stats-empty").create_dataset("e")
+    ds.commit(annostore.Tables())
+    stats = ds.stats()
+    assert (
+        stats["task_count"] == 0
+        and stats["labeled_task_count"] == 0
+        and stats["regions_per_label"] == {}
+    )
+
+
+def test_cli_sql_and_stats(tmp_path):
+    url = str(tmp_path / "store")
+    annostore.open(url).create_dataset("pets").commit(_labeled_round())
+    runner = CliRunner()
+    result = runner.invoke(
+        cli,
+        [
+            "--store",
+            url,
+            "sql",
+            "SELECT task_id, split FROM tasks ORDER BY 1 LIMIT 2",
+            "--dataset",
+            "pets",
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == [
+        {"task_id": "t1", "split": "train"},
+        {"task_id": "t2", "split": "train"},
+    ]
+    csv_out = runner.invoke(
+        cli,
+        [
+            "--store",
+            url,
+            "sql",
+            "SELECT count(*) AS n FROM regions",
+            "--dataset",
+            "pets@1",
+            "--format",
+            "csv",
+        ],
+    )
+    assert csv_out.stdout == "n\n5\n"
+    bad = runner.invoke(cli, ["--store", url, "sql", "DELETE FROM tasks", "--dataset", "pets"])
+    assert bad.exit_code == 1 and bad.stderr.startswith("error: only SELECT queries are allowed")
+    stats = json.loads(runner.invoke(cli, ["--store", url, "stats", "pets", "--json"]).stdout)
+    assert {
+        "task_count",
+        "labeled_task_count",
+        "unlabeled_task_count",
+        "region_count",
+        "regions_per_label",
+    } <= set(stats)
+    assert stats["labeled_task_count"] == 3
