@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 from .dataset import Dataset
+from .diff import Diff, TableDiff
 from .errors import (
     AnnostoreError,
     ConflictError,
@@ -38,6 +39,7 @@ __all__ = [
     "ConversionError",
     "CorruptionError",
     "Dataset",
+    "Diff",
     "GcReport",
     "InvalidNameError",
     "MissingDependencyError",
@@ -47,6 +49,7 @@ __all__ = [
     "QueryError",
     "SchemaError",
     "Store",
+    "TableDiff",
     "Tables",
     "UnknownFormatError",
     "VerifyReport",

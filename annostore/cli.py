@@ -307,6 +307,53 @@ def stats_command(ctx: click.Context, spec: str, output_format: str, as_json: bo
     click.echo(render_record(dataset.version(ref).stats(), chosen_format(output_format, as_json)))
 
 
+@cli.command("diff")
+@click.argument("dataset")
+@click.argument("a")
+@click.argument("b", default="latest")
+@click.option(
+    "--iou",
+    "iou_threshold",
+    type=float,
+    default=0.5,
+    show_default=True,
+    help="Pair a removed and an added box on the same task and label at or above this IoU (reported as changed).",
+)
+@click.option("--no-pairing", is_flag=True, help="Do not pair removed and added regions by IoU.")
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False),
+    help="Write one row per changed region to this Parquet file.",
+)
+@output_options
+@click.pass_context
+def diff_command(
+    ctx: click.Context,
+    dataset: str,
+    a: str,
+    b: str,
+    iou_threshold: float,
+    no_pairing: bool,
+    output: str | None,
+    output_format: str,
+    as_json: bool,
+) -> None:
+    """What changed from version A to version B (default: latest) of DATASET."""
+    result = (
+        _store(ctx).dataset(dataset).diff(a, b, iou_threshold=None if no_pairing else iou_threshold)
+    )
+    if output:
+        result.write_parquet(output)
+        click.echo(f"wrote {result.regions.num_rows} region changes to {output}", err=True)
+    record = result.to_dict()
+    fmt = chosen_format(output_format, as_json)
+    if fmt == "table":
+        record["label_changes"] = ", ".join(
+            f"{c['from']} -> {c['to']}: {c['count']}" for c in record["label_changes"]
+        )
+    click.echo(render_record(record, fmt))
+
+
 @cli.command("demo")
 @click.option(
     "--dataset",

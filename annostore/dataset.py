@@ -33,6 +33,7 @@ from .tables import TableLike, Tables
 from .version import Version
 
 if TYPE_CHECKING:
+    from .diff import Diff
     from .store import Store
 
 __all__ = ["Dataset"]
@@ -152,6 +153,24 @@ class Dataset:
     def unlabeled_tasks(self, version: int | str = "latest") -> pa.Table:
         """Tasks of a version that no person has annotated (ZenML's get_unlabeled_data)."""
         return self.version(version).unlabeled_tasks()
+
+    def diff(
+        self, a: int | str, b: int | str = "latest", *, iou_threshold: float | None = 0.5
+    ) -> Diff:
+        """What changed from version ``a`` to version ``b``: rows added, removed and changed
+        in every table (with the fields that changed), label changes, box IoU, tasks newly
+        labeled or unlabeled, and label-set changes.
+
+        Regions are matched by key. Where ids come from content (YOLO, CSV), a moved box
+        gets a new id; a removed and an added region on the same task with the same label
+        whose boxes overlap with IoU >= ``iou_threshold`` (each the other's best match) are
+        reported as one changed region. ``iou_threshold=None`` turns the pairing off.
+        """
+        from .diff import diff_versions
+
+        return diff_versions(
+            self, self.version(a).manifest, self.version(b).manifest, iou_threshold
+        )
 
     # tags ----------------------------------------------------------------------------
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from annostore.schemas._jsonschema import render_json_schemas
 
 import annostore
 from annostore import schemas
+from annostore.schemas._jsonschema import render_json_schemas
 
 SCHEMA_DIR = Path(schemas.__file__).parent / "json"
 

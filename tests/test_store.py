@@ -6,11 +6,11 @@ import json
 
 import pyarrow as pa
 import pytest
-from annostore.schemas import SCHEMA_VERSION
 from helpers import boxes
 
 import annostore
 from annostore._fragments import clear_cache
+from annostore.schemas import SCHEMA_VERSION
 
 
 def _version_files(store: annostore.Store, name: str) -> list[str]:

@@ -1,0 +1,422 @@
+"""Differences between two versions of a dataset, row by row and field by field.
+
+Rows are matched by key. Only the rows whose files the two versions do not share are
+compared: a fragment listed by both versions (same file, same ``seq``) holds rows that
+are identical in both unless a tombstone that only one version has removes them, so the
+candidates are the keys of the fragments and tombstones the versions do not share. The
+cost follows the change, not the dataset (except across a compaction, which rewrites
+every file).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from annostore.schemas import COLUMNS, KEYS, TABLE_NAMES
+
+from ._fragments import live_rows, read_file
+from ._manifest import Manifest, TableState
+from ._sql import column_list, connection, quote
+
+if TYPE_CHECKING:
+    from .dataset import Dataset
+
+__all__ = ["Diff", "TableDiff", "diff_versions"]
+
+#: Above this share of a table's rows, candidate keys are compared without range pruning.
+_PRUNE_LIMIT = 0.25
+STATUS_SCHEMA_EXTRA = [pa.field("status", pa.string()), pa.field("fields", pa.list_(pa.string()))]
+
+
+@dataclass
+class TableDiff:
+    """Row counts of one table's difference, and the changed keys with their status."""
+
+    added: int
+    removed: int
+    changed: int
+    unchanged: int
+    #: key columns, ``status`` ('added' | 'removed' | 'changed') and, for changed rows,
+    #: ``fields``: the columns whose values differ
+    rows: pa.Table
+    #: column → number of changed rows in which it differs
+    fields_changed: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "added": self.added,
+            "removed": self.removed,
+            "changed": self.changed,
+            "unchanged": self.unchanged,
+            "fields_changed": self.fields_changed,
+        }
+
+
+@dataclass
+class Diff:
+    """What changed from version ``a`` to version ``b`` of a dataset."""
+
+    dataset: str
+    a: int
+    b: int
+    tables: dict[str, TableDiff]
+    #: one row per region added, removed or changed: keys, status, task_id, label_a,
+    #: label_b, iou (boxes whose geometry changed, or IoU-paired regions), fields, paired
+    regions: pa.Table
+    label_changes: list[dict[str, Any]]
+    tasks_newly_labeled: list[str]
+    tasks_newly_unlabeled: list[str]
+    labels_added: list[str]
+    labels_removed: list[str]
+    iou_threshold: float | None
+    regions_paired: int
+
+    @property
+    def regions_added(self) -> int:
+        return int(pc.sum(pc.equal(self.regions.column("status"), "added")).as_py() or 0)
+
+    @property
+    def regions_removed(self) -> int:
+        return int(pc.sum(pc.equal(self.regions.column("status"), "removed")).as_py() or 0)
+
+    @property
+    def regions_changed(self) -> int:
+        return int(pc.sum(pc.equal(self.regions.column("status"), "changed")).as_py() or 0)
+
+    @property
+    def regions_unchanged(self) -> int:
+        return self.tables["regions"].unchanged
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready summary (what ``annostore diff --json`` prints)."""
+        ious = self.regions.column("iou").drop_null()
+        return {
+            "dataset": self.dataset,
+            "from": self.a,
+            "to": self.b,
+            "regions_added": self.regions_added,
+            "regions_removed": self.regions_removed,
+            "regions_changed": self.regions_changed,
+            "regions_unchanged": self.regions_unchanged,
+            "regions_paired_by_iou": self.regions_paired,
+            "iou_threshold": self.iou_threshold,
+            "region_fields_changed": self.tables["regions"].fields_changed,
+            "geometry_iou": {
+                "count": len(ious),
+                "min": pc.min(ious).as_py() if len(ious) else None,
+                "median": pc.approximate_median(ious).as_py() if len(ious) else None,
+            },
+            "label_changes": self.label_changes,
+            "tasks_newly_labeled": len(self.tasks_newly_labeled),
+            "tasks_newly_unlabeled": len(self.tasks_newly_unlabeled),
+            "annotations_added": self.tables["annotations"].added,
+            "annotations_removed": self.tables["annotations"].removed,
+            "annotations_changed": self.tables["annotations"].changed,
+            "tasks": self.tables["tasks"].to_dict(),
+            "labels_added": self.labels_added,
+            "labels_removed": self.labels_removed,
+            "labels_changed": self.tables["labels"].changed,
+        }
+
+    def write_parquet(self, path: str) -> None:
+        """Write the per-region changes as a Parquet file."""
+        pq.write_table(self.regions, path, compression="zstd")
+
+
+def _listing(state: TableState) -> set[tuple[str, int]]:
+    return {(f.sha256, f.seq) for f in state.fragments} | {
+        (t.sha256, -t.seq - 1) for t in state.tombstones
+    }
+
+
+def _candidate_keys(dataset: Dataset, table: str, a: TableState, b: TableState) -> pa.Table:
+    """Keys whose rows may differ: those of the files one version lists and the other not."""
+    shared = _listing(a) & _listing(b)
+    refs = [f for state in (a, b) for f in state.fragments if (f.sha256, f.seq) not in shared]
+    refs += [
+        t for state in (a, b) for t in state.tombstones if (t.sha256, -t.seq - 1) not in shared
+    ]
+    keys = list(KEYS[table])
+    unique = {ref.sha256: ref for ref in refs}
+    if not unique:
+        return pa.table({k: pa.array([], pa.string()) for k in keys})
+    parts = [read_file(dataset._storage, dataset._folder, ref, keys) for ref in unique.values()]
+    return pa.concat_tables([p.cast(parts[0].schema) for p in parts])
+
+
+def _side(
+    con: duckdb.DuckDBPyConnection,
+    dataset: Dataset,
+    table: str,
+    state: TableState,
+    candidates: pa.Table,
+) -> pa.Table:
+    restrict = candidates if candidates.num_rows <= _PRUNE_LIMIT * max(state.rows, 1) else None
+    rows = live_rows(con, dataset._storage, dataset._folder, table, state, restrict=restrict)
+    if restrict is None:
+        keys = list(KEYS[table])
+        con.register("side_rows", rows)
+        con.register("side_candidates", candidates)
+        on = " AND ".join(f"s.{quote(k)} = c.{quote(k)}" for k in keys)
+        rows = con.sql(
+            f"SELECT s.* FROM side_rows s SEMI JOIN side_candidates c ON {on}"
+        ).to_arrow_table()
+        con.unregister("side_rows")
+        con.unregister("side_candidates")
+    return rows
+
+
+def _table_diff(
+    con: duckdb.DuckDBPyConnection, dataset: Dataset, table: str, a: TableState, b: TableState
+) -> tuple[TableDiff, pa.Table, pa.Table]:
+    """The diff of one table, and the candidate rows of each side (all columns)."""
+    keys = list(KEYS[table])
+    candidates = _candidate_keys(dataset, table, a, b)
+    rows_a = _side(con, dataset, table, a, candidates)
+    rows_b = _side(con, dataset, table, b, candidates)
+    columns = [c.name for c in COLUMNS[table] if c.name not in keys]
+    con.register("rows_a", rows_a)
+    con.register("rows_b", rows_b)
+    differs = [
+        f"CASE WHEN a.{quote(c)} IS DISTINCT FROM b.{quote(c)} THEN '{c}' END" for c in columns
+    ]
+    fields_sql = (
+        f"list_filter([{', '.join(differs)}], lambda f: f IS NOT NULL)"
+        if differs
+        else "[]::VARCHAR[]"
+    )
+    result = con.sql(
+        f"""SELECT {column_list(keys)},
+                   CASE WHEN a._present IS NULL THEN 'added' WHEN b._present IS NULL THEN 'removed' ELSE 'changed' END AS status,
+                   CASE WHEN a._present AND b._present THEN {fields_sql} END AS fields
+            FROM (SELECT *, true AS _present FROM rows_a) a
+            FULL OUTER JOIN (SELECT *, true AS _present FROM rows_b) b USING ({column_list(keys)})
+            WHERE a._present IS NULL OR b._present IS NULL OR len({fields_sql}) > 0
+            ORDER BY {column_list(keys)}"""
+    ).to_arrow_table()
+    con.unregister("rows_a")
+    con.unregister("rows_b")
+    status = result.column("status")
+    added = int(pc.sum(pc.equal(status, "added")).as_py() or 0)
+    removed = int(pc.sum(pc.equal(status, "removed")).as_py() or 0)
+    changed = int(pc.sum(pc.equal(status, "changed")).as_py() or 0)
+    fields_changed: dict[str, int] = {}
+    if changed:
+        flat = pc.list_flatten(result.column("fields").drop_null())
+        counts = pc.value_counts(flat)
+        fields_changed = {item["values"].as_py(): item["counts"].as_py() for item in counts}
+        fields_changed = dict(sorted(fields_changed.items(), key=lambda kv: (-kv[1], kv[0])))
+    return (
+        TableDiff(added, removed, changed, b.rows - added - changed, result, fields_changed),
+        rows_a,
+        rows_b,
+    )
+
+
+def diff_versions(
+    dataset: Dataset, a: Manifest, b: Manifest, iou_threshold: float | None = 0.5
+) -> Diff:
+    """Compare version ``a`` with version ``b`` (either may be the older)."""
+    with connection() as con:
+        tables, sides = {}, {}
+        for table in TABLE_NAMES:
+            tables[table], rows_a, rows_b = _table_diff(
+                con, dataset, table, a.tables[table], b.tables[table]
+            )
+            sides[table] = (rows_a, rows_b)
+        regions, paired = _region_details(
+            con, dataset, a, b, tables["regions"].rows, sides, iou_threshold
+        )
+        labeled, unlabeled = _labeled_changes(con, dataset, a, b, sides["annotations"])
+        label_rows = tables["labels"].rows
+        label_status = dict(
+            zip(
+                label_rows.column("label").to_pylist(),
+                label_rows.column("status").to_pylist(),
+                strict=True,
+            )
+        )
+        matrix = (
+            con.sql(
+                """SELECT label_a AS "from", label_b AS "to", count(*) AS count FROM region_details
+               WHERE status = 'changed' AND label_a IS DISTINCT FROM label_b GROUP BY ALL ORDER BY 3 DESC, 1, 2"""
+            )
+            .to_arrow_table()
+            .to_pylist()
+        )
+        con.unregister("region_details")
+    return Diff(
+        dataset=dataset.name,
+        a=a.number,
+        b=b.number,
+        tables=tables,
+        regions=regions,
+        label_changes=matrix,
+        tasks_newly_labeled=labeled,
+        tasks_newly_unlabeled=unlabeled,
+        labels_added=sorted(k for k, v in label_status.items() if v == "added"),
+        labels_removed=sorted(k for k, v in label_status.items() if v == "removed"),
+        iou_threshold=iou_threshold,
+        regions_paired=paired,
+    )
+
+
+def _iou_sql(a: dict[str, str], b: dict[str, str]) -> str:
+    """IoU of two axis-aligned boxes (normalized coordinates are fine: IoU does not change
+    when each axis is scaled); NULL unless both are unrotated boxes."""
+    width = f"greatest(least({a['x']} + {a['w']}, {b['x']} + {b['w']}) - greatest({a['x']}, {b['x']}), 0)"
+    height = f"greatest(least({a['y']} + {a['h']}, {b['y']} + {b['h']}) - greatest({a['y']}, {b['y']}), 0)"
+    both_boxes = (
+        f"{a['type']} = 'bbox' AND {b['type']} = 'bbox' "
+        f"AND coalesce({a['rotation']}, 0) = 0 AND coalesce({b['rotation']}, 0) = 0"
+    )
+    union = f"{a['w']} * {a['h']} + {b['w']} * {b['h']} - {width} * {height}"
+    return f"CASE WHEN {both_boxes} THEN {width} * {height} / nullif({union}, 0) END"
+
+
+def _geometry(prefix: str, names: str = "") -> dict[str, str]:
+    return {key: f"{prefix}.{names}{key}" for key in ("x", "y", "w", "h", "type", "rotation")}
+
+
+def _region_details(
+    con: duckdb.DuckDBPyConnection,
+    dataset: Dataset,
+    a: Manifest,
+    b: Manifest,
+    changes: pa.Table,
+    sides: dict[str, tuple[pa.Table, pa.Table]],
+    iou_threshold: float | None,
+) -> tuple[pa.Table, int]:
+    """Per-region rows with task, labels and IoU; IoU-paired add/remove pairs become changes."""
+    regions_a, regions_b = sides["regions"]
+    owners = []
+    for manifest, regions in ((a, regions_a), (b, regions_b)):
+        wanted = pa.table({"annotation_id": pc.unique(regions.column("annotation_id"))})
+        owners.append(
+            live_rows(
+                con,
+                dataset._storage,
+                dataset._folder,
+                "annotations",
+                manifest.tables["annotations"],
+                ["annotation_id", "task_id"],
+                restrict=wanted,
+            )
+        )
+    con.register("changes", changes)
+    con.register("ra", regions_a)
+    con.register("rb", regions_b)
+    con.register("owners_a", owners[0])
+    con.register("owners_b", owners[1])
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE region_pairs AS
+            SELECT c.annotation_id, c.region_id, c.status, c.fields,
+                   coalesce(ob.task_id, oa.task_id) AS task_id,
+                   ra.label AS label_a, rb.label AS label_b,
+                   CASE WHEN c.status = 'changed' AND list_has_any(c.fields, ['x', 'y', 'w', 'h', 'rotation'])
+                        THEN {_iou_sql(_geometry("ra"), _geometry("rb"))} END AS iou,
+                   NULL::VARCHAR AS paired_annotation_id, NULL::VARCHAR AS paired_region_id,
+                   ra.x AS a_x, ra.y AS a_y, ra.w AS a_w, ra.h AS a_h, ra.type AS a_type, ra.rotation AS a_rotation,
+                   rb.x AS b_x, rb.y AS b_y, rb.w AS b_w, rb.h AS b_h, rb.type AS b_type, rb.rotation AS b_rotation
+            FROM changes c
+            LEFT JOIN ra USING (annotation_id, region_id)
+            LEFT JOIN rb USING (annotation_id, region_id)
+            LEFT JOIN owners_a oa ON oa.annotation_id = c.annotation_id
+            LEFT JOIN owners_b ob ON ob.annotation_id = c.annotation_id"""
+    )
+    paired = 0
+    if iou_threshold is not None:
+        iou = _iou_sql(_geometry("r", "a_"), _geometry("d", "b_"))
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE iou_pairs AS
+                WITH candidates AS (
+                    SELECT r.annotation_id AS ra_id, r.region_id AS rr_id, d.annotation_id AS da_id, d.region_id AS dr_id,
+                           {iou} AS iou
+                    FROM region_pairs r JOIN region_pairs d
+                      ON r.status = 'removed' AND d.status = 'added' AND r.task_id = d.task_id
+                     AND r.label_a IS NOT DISTINCT FROM d.label_b),
+                ranked AS (
+                    SELECT *, row_number() OVER (PARTITION BY ra_id, rr_id ORDER BY iou DESC, da_id, dr_id) AS best_for_removed,
+                              row_number() OVER (PARTITION BY da_id, dr_id ORDER BY iou DESC, ra_id, rr_id) AS best_for_added
+                    FROM candidates WHERE iou >= {float(iou_threshold)})
+                SELECT * FROM ranked WHERE best_for_removed = 1 AND best_for_added = 1"""
+        )
+        paired = con.sql("SELECT count(*) FROM iou_pairs").fetchall()[0][0]
+        if paired:
+            con.execute(
+                """CREATE OR REPLACE TEMP TABLE region_pairs AS
+                   SELECT r.annotation_id, r.region_id,
+                          CASE WHEN p.ra_id IS NOT NULL THEN 'changed' ELSE r.status END AS status,
+                          CASE WHEN p.ra_id IS NOT NULL THEN ['region_id', 'x', 'y', 'w', 'h'] ELSE r.fields END AS fields,
+                          r.task_id, r.label_a,
+                          CASE WHEN p.ra_id IS NOT NULL THEN r.label_a ELSE r.label_b END AS label_b,
+                          coalesce(p.iou, r.iou) AS iou,
+                          p.da_id AS paired_annotation_id, p.dr_id AS paired_region_id
+                   FROM region_pairs r
+                   LEFT JOIN iou_pairs p ON r.annotation_id = p.ra_id AND r.region_id = p.rr_id
+                   ANTI JOIN iou_pairs q ON r.annotation_id = q.da_id AND r.region_id = q.dr_id"""
+            )
+        con.execute("DROP TABLE IF EXISTS iou_pairs")
+    details = con.sql(
+        """SELECT annotation_id, region_id, status, task_id, label_a, label_b, iou, fields,
+                  paired_annotation_id, paired_region_id
+           FROM region_pairs ORDER BY annotation_id, region_id"""
+    ).to_arrow_table()
+    con.execute("DROP TABLE IF EXISTS region_pairs")
+    for name in ("changes", "ra", "rb", "owners_a", "owners_b"):
+        con.unregister(name)
+    con.register("region_details", details)
+    return details, paired
+
+
+def _labeled_changes(
+    con: duckdb.DuckDBPyConnection,
+    dataset: Dataset,
+    a: Manifest,
+    b: Manifest,
+    annotations: tuple[pa.Table, pa.Table],
+) -> tuple[list[str], list[str]]:
+    """Tasks labeled in ``b`` but not in ``a``, and the other way round.
+
+    Only tasks that own a changed annotation can change status; their annotations are
+    read from both versions."""
+    touched = pc.unique(
+        pa.concat_arrays(
+            [
+                annotations[0].column("task_id").combine_chunks(),
+                annotations[1].column("task_id").combine_chunks(),
+            ]
+        )
+    )
+    if len(touched) == 0:
+        return [], []
+    con.register("touched", pa.table({"task_id": touched}))
+    status = []
+    for manifest in (a, b):
+        rows = live_rows(
+            con,
+            dataset._storage,
+            dataset._folder,
+            "annotations",
+            manifest.tables["annotations"],
+            ["annotation_id", "task_id", "kind", "cancelled"],
+        )
+        con.register("side_annotations", rows)
+        status.append(
+            {
+                task
+                for (task,) in con.sql(
+                    "SELECT DISTINCT task_id FROM side_annotations SEMI JOIN touched USING (task_id) "
+                    "WHERE kind = 'annotation' AND NOT cancelled"
+                ).fetchall()
+            }
+        )
+        con.unregister("side_annotations")
+    con.unregister("touched")
+    return sorted(status[1] - status[0]), sorted(status[0] - status[1])

@@ -1,0 +1,183 @@
+"""Diffs between versions: counts, fields, label changes, IoU, labeled tasks, label set."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from strategies import tables
+
+import annostore
+from annostore.cli import cli
+from annostore.schemas import KEYS
+
+
+def _round(regions, annotations=None, labels=("cat", "dog")) -> annostore.Tables:
+    tasks = [{"task_id": f"t{i}", "width": 100, "height": 100} for i in range(1, 5)]
+    annotations = annotations or [
+        {"annotation_id": "a1", "task_id": "t1"},
+        {"annotation_id": "a2", "task_id": "t2"},
+        {"annotation_id": "a3", "task_id": "t3"},
+    ]
+    return annostore.Tables.from_pylist(
+        tasks=tasks,
+        annotations=annotations,
+        regions=regions,
+        labels=[{"label": name} for name in labels],
+    )
+
+
+def _box(annotation, region, label, x, y=0.1, w=0.2, h=0.2):
+    return {
+        "annotation_id": annotation,
+        "region_id": region,
+        "type": "bbox",
+        "label": label,
+        "x": x,
+        "y": y,
+        "w": w,
+        "h": h,
+    }
+
+
+def test_a_review_round_is_described_field_by_field(store):
+    ds = store.create_dataset("pets")
+    ds.commit(
+        _round(
+            [
+                _box("a1", "r1", "cat", 0.1),  # moved
+                _box("a1", "r2", "cat", 0.5),  # relabeled
+                _box("a2", "r1", "dog", 0.3),  # removed
+                _box("a3", "r1", "dog", 0.6),  # unchanged
+            ]
+        )
+    )
+    ds.commit(
+        _round(
+            [
+                _box("a1", "r1", "cat", 0.15),
+                _box("a1", "r2", "dog", 0.5),
+                _box("a3", "r1", "dog", 0.6),
+                _box("a4", "r1", "bird", 0.2),  # added, on a newly labeled task
+            ],
+            annotations=[
+                {"annotation_id": "a1", "task_id": "t1"},
+                {"annotation_id": "a2", "task_id": "t2", "cancelled": True},  # t2 skipped now
+                {"annotation_id": "a3", "task_id": "t3"},
+                {"annotation_id": "a4", "task_id": "t4"},
+            ],
+            labels=("cat", "dog", "bird"),
+        )
+    )
+    diff = ds.diff(1, 2)
+    summary = diff.to_dict()
+    assert (
+        summary["regions_added"],
+        summary["regions_removed"],
+        summary["regions_changed"],
+        summary["regions_unchanged"],
+    ) == (1, 1, 2, 1)
+    assert summary["region_fields_changed"] == {"label": 1, "x": 1}
+    assert summary["label_changes"] == [{"from": "cat", "to": "dog", "count": 1}]
+    moved = next(
+        r for r in diff.regions.to_pylist() if (r["annotation_id"], r["region_id"]) == ("a1", "r1")
+    )
+    assert moved["status"] == "changed" and moved["fields"] == ["x"] and moved["task_id"] == "t1"
+    assert moved["iou"] == pytest.approx((0.15 * 0.2) / (2 * 0.04 - 0.15 * 0.2))
+    assert diff.tasks_newly_labeled == ["t4"] and diff.tasks_newly_unlabeled == ["t2"]
+    assert (summary["annotations_added"], summary["annotations_changed"]) == (1, 1)
+    assert summary["labels_added"] == ["bird"] and summary["labels_removed"] == []
+    # The other direction mirrors it.
+    back = ds.diff(2, 1).to_dict()
+    assert (back["regions_added"], back["regions_removed"], back["regions_changed"]) == (1, 1, 2)
+    assert back["label_changes"] == [{"from": "dog", "to": "cat", "count": 1}]
+    assert back["tasks_newly_labeled"] == 1 and back["labels_removed"] == ["bird"]
+
+
+def test_boxes_with_content_derived_ids_are_paired_by_iou(store):
+    ds = store.create_dataset("yolo")
+    ds.commit(_round([_box("a1", "h-aaaa", "cat", 0.10), _box("a2", "h-bbbb", "dog", 0.5)]))
+    ds.commit(_round([_box("a1", "h-cccc", "cat", 0.12), _box("a2", "h-dddd", "dog", 0.9)]))
+    paired = ds.diff(1, 2)
+    summary = paired.to_dict()
+    assert summary["regions_paired_by_iou"] == 1
+    assert (summary["regions_changed"], summary["regions_added"], summary["regions_removed"]) == (
+        1,
+        1,
+        1,
+    )
+    row = next(r for r in paired.regions.to_pylist() if r["status"] == "changed")
+    assert (row["region_id"], row["paired_region_id"]) == ("h-aaaa", "h-cccc")
+    assert row["iou"] == pytest.approx(0.18 * 0.2 / (0.08 - 0.18 * 0.2))
+    unpaired = ds.diff(1, 2, iou_threshold=None).to_dict()
+    assert (
+        unpaired["regions_changed"],
+        unpaired["regions_added"],
+        unpaired["regions_removed"],
+    ) == (0, 2, 2)
+    strict = ds.diff(1, 2, iou_threshold=0.95).to_dict()
+    assert strict["regions_paired_by_iou"] == 0
+
+
+def _brute_force(a: annostore.Tables, b: annostore.Tables, table: str) -> tuple[int, int, int]:
+    keys = KEYS[table]
+    rows_a = {tuple(r[k] for k in keys): r for r in getattr(a, table).to_pylist()}
+    rows_b = {tuple(r[k] for k in keys): r for r in getattr(b, table).to_pylist()}
+    added = len(rows_b.keys() - rows_a.keys())
+    removed = len(rows_a.keys() - rows_b.keys())
+    changed = sum(1 for k in rows_a.keys() & rows_b.keys() if rows_a[k] != rows_b[k])
+    return added, removed, changed
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    states=st.lists(tables(max_tasks=5), min_size=2, max_size=4), compact_after=st.integers(0, 3)
+)
+def test_diff_counts_agree_with_a_brute_force_comparison(states, compact_after):
+    ds = annostore.open(f"memory://diff-{uuid.uuid4().hex}", auto_compact=False).create_dataset("d")
+    numbers = []
+    for index, state in enumerate(states):
+        numbers.append(ds.commit(state).number)
+        if index == compact_after:
+            ds.compact()
+    for i, j in [(0, len(states) - 1), (len(states) - 1, 0), (0, 1)]:
+        diff = ds.diff(numbers[i], numbers[j], iou_threshold=None)
+        for table in ("tasks", "annotations", "regions", "labels"):
+            expected = _brute_force(states[i], states[j], table)
+            got = diff.tables[table]
+            assert (got.added, got.removed, got.changed) == expected, table
+            assert got.unchanged == getattr(states[j], table).num_rows - expected[0] - expected[2]
+
+
+def test_cli_diff_json_and_parquet_output(tmp_path):
+    url = str(tmp_path / "store")
+    ds = annostore.open(url).create_dataset("pets")
+    ds.commit(_round([_box("a1", "r1", "cat", 0.1)]))
+    ds.commit(_round([_box("a1", "r1", "dog", 0.1), _box("a2", "r1", "cat", 0.4)]))
+    output = tmp_path / "changes.parquet"
+    result = CliRunner().invoke(
+        cli, ["--store", url, "diff", "pets", "1", "2", "--json", "--output", str(output)]
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert {
+        "regions_added",
+        "regions_removed",
+        "regions_changed",
+        "regions_unchanged",
+        "tasks_newly_labeled",
+        "label_changes",
+    } <= set(summary)
+    assert summary["label_changes"] == [{"from": "cat", "to": "dog", "count": 1}]
+    written = pq.read_table(output).to_pylist()
+    assert sorted((r["annotation_id"], r["status"]) for r in written) == [
+        ("a1", "changed"),
+        ("a2", "added"),
+    ]
+    missing = CliRunner().invoke(cli, ["--store", url, "diff", "pets", "1", "9"])
+    assert missing.exit_code == 1 and "has no version 9" in missing.stderr
