@@ -44,16 +44,27 @@ def version_stats(dataset: Dataset, manifest: Manifest) -> dict[str, Any]:
 
 def _compute(con: duckdb.DuckDBPyConnection, manifest: Manifest) -> dict[str, Any]:
     counts = manifest.counts
+    # Read each table once (merging its fragments and tombstones), only the columns used.
+    con.execute(
+        """CREATE TEMP TABLE s_annotations AS
+           SELECT annotation_id, task_id, kind, cancelled, annotator, model_version FROM _raw_annotations"""
+    )
+    con.execute(
+        """CREATE TEMP TABLE s_regions AS
+           SELECT r.annotation_id, r.region_id, r.type, r.label, r.w, r.h, a.task_id
+           FROM _raw_regions r LEFT JOIN s_annotations a USING (annotation_id)"""
+    )
+    con.execute("CREATE TEMP TABLE s_tasks AS SELECT task_id, split, width, height FROM _raw_tasks")
     labeled, skipped, background, predicted = con.sql(
         f"""WITH per_task AS (
                 SELECT task_id,
                        bool_or({LABELED}) AS labeled,
                        bool_or(kind = 'annotation' AND cancelled) AS skipped,
                        bool_or(kind = 'prediction') AS predicted
-                FROM _raw_annotations GROUP BY task_id),
+                FROM s_annotations GROUP BY task_id),
             with_regions AS (
-                SELECT DISTINCT a.task_id FROM _raw_regions r
-                JOIN _raw_annotations a USING (annotation_id) WHERE a.kind = 'annotation' AND NOT a.cancelled)
+                SELECT DISTINCT a.task_id FROM s_regions r
+                JOIN s_annotations a USING (annotation_id) WHERE a.kind = 'annotation' AND NOT a.cancelled)
             SELECT count(*) FILTER (WHERE labeled),
                    count(*) FILTER (WHERE skipped AND NOT labeled),
                    count(*) FILTER (WHERE labeled AND w.task_id IS NULL),
@@ -61,20 +72,23 @@ def _compute(con: duckdb.DuckDBPyConnection, manifest: Manifest) -> dict[str, An
             FROM per_task p LEFT JOIN with_regions w USING (task_id)"""
     ).fetchall()[0]
     per_task = con.sql(
-        f"""WITH labeled_annotations AS (SELECT annotation_id, task_id FROM _raw_annotations WHERE {LABELED}),
+        f"""WITH labeled_annotations AS (SELECT annotation_id, task_id FROM s_annotations WHERE {LABELED}),
             per_task AS (
                 SELECT l.task_id, count(r.region_id) AS n
-                FROM labeled_annotations l LEFT JOIN _raw_regions r USING (annotation_id) GROUP BY l.task_id)
+                FROM labeled_annotations l LEFT JOIN s_regions r USING (annotation_id) GROUP BY l.task_id)
             SELECT min(n), median(n), max(n) FROM per_task"""
     ).fetchall()[0]
     boxes = con.sql(
-        """SELECT count(*), min(w), median(w), max(w), min(h), median(h), max(h),
+        """WITH boxes AS (
+               SELECT r.w, r.h, r.w * t.width AS w_px, r.h * t.height AS h_px
+               FROM s_regions r LEFT JOIN s_tasks t USING (task_id) WHERE r.type = 'bbox')
+           SELECT count(*), min(w), median(w), max(w), min(h), median(h), max(h),
                   count(w_px), min(w_px), median(w_px), max(w_px), min(h_px), median(h_px), max(h_px)
-           FROM regions WHERE type = 'bbox'"""
+           FROM boxes"""
     ).fetchall()[0]
     by_kind = con.sql(
-        """SELECT a.kind, r.label, count(*) FROM _raw_regions r
-           JOIN _raw_annotations a USING (annotation_id) GROUP BY ALL ORDER BY 1, 3 DESC, 2"""
+        """SELECT a.kind, r.label, count(*) FROM s_regions r
+           JOIN s_annotations a USING (annotation_id) GROUP BY ALL ORDER BY 1, 3 DESC, 2"""
     ).fetchall()
     regions_per_label_by_kind: dict[str, dict[Any, int]] = {"annotation": {}, "prediction": {}}
     for kind, label, count in by_kind:
@@ -90,22 +104,22 @@ def _compute(con: duckdb.DuckDBPyConnection, manifest: Manifest) -> dict[str, An
         "region_count": counts["regions"],
         "label_count": counts["labels"],
         "regions_per_label": _pairs(
-            con, "SELECT label, count(*) FROM _raw_regions GROUP BY 1 ORDER BY 2 DESC, 1"
+            con, "SELECT label, count(*) FROM s_regions GROUP BY 1 ORDER BY 2 DESC, 1"
         ),
         "regions_per_label_by_kind": regions_per_label_by_kind,
         "regions_per_type": _pairs(
-            con, "SELECT type, count(*) FROM _raw_regions GROUP BY 1 ORDER BY 2 DESC, 1"
+            con, "SELECT type, count(*) FROM s_regions GROUP BY 1 ORDER BY 2 DESC, 1"
         ),
         "annotations_per_annotator": _pairs(
             con,
-            "SELECT annotator, count(*) FROM _raw_annotations WHERE kind = 'annotation' GROUP BY 1 ORDER BY 2 DESC, 1",
+            "SELECT annotator, count(*) FROM s_annotations WHERE kind = 'annotation' GROUP BY 1 ORDER BY 2 DESC, 1",
         ),
         "predictions_per_model_version": _pairs(
             con,
-            "SELECT model_version, count(*) FROM _raw_annotations WHERE kind = 'prediction' GROUP BY 1 ORDER BY 2 DESC, 1",
+            "SELECT model_version, count(*) FROM s_annotations WHERE kind = 'prediction' GROUP BY 1 ORDER BY 2 DESC, 1",
         ),
         "tasks_per_split": _pairs(
-            con, "SELECT split, count(*) FROM _raw_tasks GROUP BY 1 ORDER BY 2 DESC, 1"
+            con, "SELECT split, count(*) FROM s_tasks GROUP BY 1 ORDER BY 2 DESC, 1"
         ),
         "regions_per_labeled_task": _distribution(per_task),
         "box_count": boxes[0],
@@ -117,13 +131,13 @@ def _compute(con: duckdb.DuckDBPyConnection, manifest: Manifest) -> dict[str, An
         "labels_unused": [
             row[0]
             for row in con.sql(
-                "SELECT label FROM _raw_labels ANTI JOIN (SELECT DISTINCT label FROM _raw_regions) USING (label) ORDER BY 1"
+                "SELECT label FROM _raw_labels ANTI JOIN (SELECT DISTINCT label FROM s_regions) USING (label) ORDER BY 1"
             ).fetchall()
         ],
         "labels_undefined": [
             row[0]
             for row in con.sql(
-                "SELECT DISTINCT label FROM _raw_regions WHERE label IS NOT NULL "
+                "SELECT DISTINCT label FROM s_regions WHERE label IS NOT NULL "
                 "AND label NOT IN (SELECT label FROM _raw_labels) ORDER BY 1"
             ).fetchall()
         ],
