@@ -22,6 +22,7 @@ from annostore.schemas import COLUMNS, KEYS, TABLE_NAMES
 
 from ._fragments import live_rows, read_file
 from ._manifest import Manifest, TableState
+from ._rowhash import ROW_HASH
 from ._sql import column_list, connection, quote
 
 if TYPE_CHECKING:
@@ -156,9 +157,12 @@ def _side(
     table: str,
     state: TableState,
     candidates: pa.Table,
+    columns: list[str] | None = None,
 ) -> pa.Table:
     restrict = candidates if candidates.num_rows <= _PRUNE_LIMIT * max(state.rows, 1) else None
-    rows = live_rows(con, dataset._storage, dataset._folder, table, state, restrict=restrict)
+    rows = live_rows(
+        con, dataset._storage, dataset._folder, table, state, columns, restrict=restrict
+    )
     if restrict is None:
         keys = list(KEYS[table])
         con.register("side_rows", rows)
@@ -172,12 +176,37 @@ def _side(
     return rows
 
 
+def _differing_keys(
+    con: duckdb.DuckDBPyConnection,
+    dataset: Dataset,
+    table: str,
+    a: TableState,
+    b: TableState,
+    candidates: pa.Table,
+) -> pa.Table:
+    """The candidate keys whose row hash differs between the two versions."""
+    keys = list(KEYS[table])
+    con.register("hashes_a", _side(con, dataset, table, a, candidates, [*keys, ROW_HASH]))
+    con.register("hashes_b", _side(con, dataset, table, b, candidates, [*keys, ROW_HASH]))
+    differing = con.sql(
+        f"""SELECT {column_list(keys)} FROM hashes_a a FULL OUTER JOIN hashes_b b USING ({column_list(keys)})
+            WHERE a.{ROW_HASH} IS DISTINCT FROM b.{ROW_HASH}"""
+    ).to_arrow_table()
+    con.unregister("hashes_a")
+    con.unregister("hashes_b")
+    return differing.cast(candidates.schema)
+
+
 def _table_diff(
     con: duckdb.DuckDBPyConnection, dataset: Dataset, table: str, a: TableState, b: TableState
 ) -> tuple[TableDiff, pa.Table, pa.Table]:
     """The diff of one table, and the candidate rows of each side (all columns)."""
     keys = list(KEYS[table])
     candidates = _candidate_keys(dataset, table, a, b)
+    if candidates.num_rows > _PRUNE_LIMIT * max(a.rows, b.rows, 1):
+        # Most rows are candidates (a compaction in between): compare row hashes first and
+        # read whole rows only where they differ.
+        candidates = _differing_keys(con, dataset, table, a, b, candidates)
     rows_a = _side(con, dataset, table, a, candidates)
     rows_b = _side(con, dataset, table, b, candidates)
     columns = [c.name for c in COLUMNS[table] if c.name not in keys]
