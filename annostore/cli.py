@@ -363,8 +363,8 @@ def diff_command(
 )
 @click.pass_context
 def demo_command(ctx: click.Context, dataset: str) -> None:
-    """Build a small sample dataset (generated, no download), commit two versions, show the log
-    and the statistics of each version."""
+    """Build a small sample dataset (generated, no download), commit two versions, show the log,
+    the statistics of each version and the diff between them."""
     from .demo import run_demo
 
     store = _store(ctx)
@@ -389,6 +389,19 @@ def demo_command(ctx: click.Context, dataset: str) -> None:
             f"({stats['background_task_count']} background), {stats['region_count']} regions; "
             f"labeled regions per label: {per_label}"
         )
+    first, last = versions[0].number, versions[-1].number
+    summary = store.dataset(dataset).diff(first, last).to_dict()
+    moves = (
+        ", ".join(f"{c['from']} -> {c['to']} {c['count']}" for c in summary["label_changes"])
+        or "none"
+    )
+    median_iou = summary["geometry_iou"]["median"]
+    click.echo(
+        f"diff {dataset}@{first} -> @{last}: regions +{summary['regions_added']} -{summary['regions_removed']} "
+        f"~{summary['regions_changed']} ({summary['regions_unchanged']} unchanged); label changes: {moves}; "
+        f"labels added: {', '.join(summary['labels_added']) or 'none'}; "
+        f"median IoU of moved boxes: {'none' if median_iou is None else f'{median_iou:.3f}'}"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

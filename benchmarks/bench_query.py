@@ -44,11 +44,17 @@ def timed(function, repeat: int) -> tuple[float, float]:
 
 def small_edit(tables: annostore.Tables, step: int) -> pa.Table:
     regions = tables.regions.slice((step * 7919) % max(tables.regions.num_rows - 1000, 1), 1000)
-    return regions.set_column(regions.schema.get_field_index("label"), "label", pa.array([f"edit{step}"] * regions.num_rows))
+    return regions.set_column(
+        regions.schema.get_field_index("label"),
+        "label",
+        pa.array([f"edit{step}"] * regions.num_rows),
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--regions", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
@@ -84,19 +90,44 @@ def main() -> None:
             ).fetchall()
 
         rows = [
-            ("DuckDB FULL OUTER JOIN of two full Parquet snapshots", timed(snapshot_join, args.repeat)),
-            ("diff, adjacent versions (1 -> 2, 3% change), full detail", timed(lambda: ds.diff(1, 2), args.repeat)),
-            (f"diff, ten versions apart (1 -> {uncompacted})", timed(lambda: ds.diff(1, uncompacted), args.repeat)),
-            (f"diff, across a compaction (1 -> {compacted})", timed(lambda: ds.diff(1, compacted), args.repeat)),
+            (
+                "DuckDB FULL OUTER JOIN of two full Parquet snapshots",
+                timed(snapshot_join, args.repeat),
+            ),
+            (
+                "diff, adjacent versions (1 -> 2, 3% change), full detail",
+                timed(lambda: ds.diff(1, 2), args.repeat),
+            ),
+            (
+                f"diff, ten versions apart (1 -> {uncompacted})",
+                timed(lambda: ds.diff(1, uncompacted), args.repeat),
+            ),
+            (
+                f"diff, across a compaction (1 -> {compacted})",
+                timed(lambda: ds.diff(1, compacted), args.repeat),
+            ),
             ("stats, compacted version", timed(lambda: ds.stats(compacted), args.repeat)),
-            (f"stats, after 20 small commits, not compacted (v{before_compaction})", timed(lambda: ds.stats(before_compaction), args.repeat)),
+            (
+                f"stats, after 20 small commits, not compacted (v{before_compaction})",
+                timed(lambda: ds.stats(before_compaction), args.repeat),
+            ),
             (
                 "SQL: SELECT label, count(*) FROM regions GROUP BY 1 (compacted)",
-                timed(lambda: ds.sql("SELECT label, count(*) FROM regions GROUP BY 1", version=compacted), args.repeat),
+                timed(
+                    lambda: ds.sql(
+                        "SELECT label, count(*) FROM regions GROUP BY 1", version=compacted
+                    ),
+                    args.repeat,
+                ),
             ),
             (
                 "SQL: the same, not compacted",
-                timed(lambda: ds.sql("SELECT label, count(*) FROM regions GROUP BY 1", version=before_compaction), args.repeat),
+                timed(
+                    lambda: ds.sql(
+                        "SELECT label, count(*) FROM regions GROUP BY 1", version=before_compaction
+                    ),
+                    args.repeat,
+                ),
             ),
         ]
         summary = ds.diff(1, 2).to_dict()

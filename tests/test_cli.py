@@ -34,6 +34,7 @@ def test_demo_commits_two_versions_and_prints_the_log(run):
     assert "committed demo@2" in result.stderr
     assert "demo@1: 50 of 60 tasks labeled" in result.stdout
     assert "demo@2: 50 of 60 tasks labeled (12 background), 77 regions" in result.stdout
+    assert "diff demo@1 -> @2: regions +18 -4 ~11 (48 unchanged)" in result.stdout
     log = json.loads(run("log", "demo", "--json").stdout)
     assert [entry["number"] for entry in log] == [2, 1]
     assert log[1]["tags"] == ["round-1"]
