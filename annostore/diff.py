@@ -20,10 +20,11 @@ import pyarrow.parquet as pq
 
 from annostore.schemas import COLUMNS, KEYS, TABLE_NAMES
 
-from ._fragments import live_rows, read_file
+from ._fragments import read_file
 from ._manifest import Manifest, TableState
-from ._rowhash import ROW_HASH
-from ._sql import column_list, connection, quote
+from ._rowhash import ROW_HASH, row_hash_check, row_hash_expression
+from ._sql import column_list, quote
+from .query import ViewBinder
 
 if TYPE_CHECKING:
     from .dataset import Dataset
@@ -151,64 +152,80 @@ def _candidate_keys(dataset: Dataset, table: str, a: TableState, b: TableState) 
     return pa.concat_tables([p.cast(parts[0].schema) for p in parts])
 
 
-def _side(
-    con: duckdb.DuckDBPyConnection,
-    dataset: Dataset,
-    table: str,
-    state: TableState,
-    candidates: pa.Table,
-    columns: list[str] | None = None,
-) -> pa.Table:
-    restrict = candidates if candidates.num_rows <= _PRUNE_LIMIT * max(state.rows, 1) else None
-    rows = live_rows(
-        con, dataset._storage, dataset._folder, table, state, columns, restrict=restrict
-    )
-    if restrict is None:
-        keys = list(KEYS[table])
-        con.register("side_rows", rows)
-        con.register("side_candidates", candidates)
-        on = " AND ".join(f"s.{quote(k)} = c.{quote(k)}" for k in keys)
-        rows = con.sql(
-            f"SELECT s.* FROM side_rows s SEMI JOIN side_candidates c ON {on}"
+class _Views:
+    """Both versions' tables as DuckDB views over their files in place, with row hashes."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, dataset: Dataset, a: Manifest, b: Manifest):
+        self.con = con
+        binder = ViewBinder(con, dataset)
+        binder.bind_with_hashes(a, "_a")
+        binder.bind_with_hashes(b, "_b")
+        current = row_hash_check()
+        # Hashes written by another hash function cannot be compared: recompute those.
+        self.hash_sql = {
+            table: ROW_HASH
+            if all(f.row_hash == current for m in (a, b) for f in m.tables[table].fragments)
+            else row_hash_expression(table)
+            for table in TABLE_NAMES
+        }
+
+    def rows(
+        self, table: str, side: str, keys: pa.Table | None, columns: list[str] | None = None
+    ) -> pa.Table:
+        """Rows of one version's table (all canonical columns by default), only ``keys`` if given."""
+        wanted = column_list(columns or [c.name for c in COLUMNS[table]], "r.")
+        source = quote(f"_raw_{table}_{side}")
+        if keys is None:
+            return self.con.sql(f"SELECT {wanted} FROM {source} r").to_arrow_table()
+        self.con.register("wanted_keys", keys)
+        on = " AND ".join(f"r.{quote(k)} = w.{quote(k)}" for k in keys.column_names)
+        result = self.con.sql(
+            f"SELECT {wanted} FROM {source} r SEMI JOIN wanted_keys w ON {on}"
         ).to_arrow_table()
-        con.unregister("side_rows")
-        con.unregister("side_candidates")
-    return rows
+        self.con.unregister("wanted_keys")
+        return result
+
+    def differing(self, table: str, candidates: pa.Table | None) -> pa.Table:
+        """Keys (among ``candidates``, or all) whose row hash differs between the versions."""
+        keys = list(KEYS[table])
+        key_sql = column_list(keys)
+        hashed = {
+            side: f"SELECT {key_sql}, {self.hash_sql[table]} AS _h FROM {quote(f'_raw_{table}_{side}')}"
+            for side in ("a", "b")
+        }
+        if candidates is not None:
+            self.con.register("candidate_keys", candidates)
+            hashed = {
+                side: f"{sql} SEMI JOIN candidate_keys USING ({key_sql})"
+                for side, sql in hashed.items()
+            }
+        result = self.con.sql(
+            f"""SELECT {key_sql} FROM ({hashed["a"]}) a FULL OUTER JOIN ({hashed["b"]}) b USING ({key_sql})
+                WHERE a._h IS DISTINCT FROM b._h"""
+        ).to_arrow_table()
+        if candidates is not None:
+            self.con.unregister("candidate_keys")
+        return result.cast(pa.schema([pa.field(k, pa.string()) for k in keys]))
 
 
-def _differing_keys(
+def _table_diff(
     con: duckdb.DuckDBPyConnection,
+    views: _Views,
     dataset: Dataset,
     table: str,
     a: TableState,
     b: TableState,
-    candidates: pa.Table,
-) -> pa.Table:
-    """The candidate keys whose row hash differs between the two versions."""
-    keys = list(KEYS[table])
-    con.register("hashes_a", _side(con, dataset, table, a, candidates, [*keys, ROW_HASH]))
-    con.register("hashes_b", _side(con, dataset, table, b, candidates, [*keys, ROW_HASH]))
-    differing = con.sql(
-        f"""SELECT {column_list(keys)} FROM hashes_a a FULL OUTER JOIN hashes_b b USING ({column_list(keys)})
-            WHERE a.{ROW_HASH} IS DISTINCT FROM b.{ROW_HASH}"""
-    ).to_arrow_table()
-    con.unregister("hashes_a")
-    con.unregister("hashes_b")
-    return differing.cast(candidates.schema)
-
-
-def _table_diff(
-    con: duckdb.DuckDBPyConnection, dataset: Dataset, table: str, a: TableState, b: TableState
 ) -> tuple[TableDiff, pa.Table, pa.Table]:
-    """The diff of one table, and the candidate rows of each side (all columns)."""
+    """The diff of one table, and the differing rows of each side (all columns)."""
     keys = list(KEYS[table])
-    candidates = _candidate_keys(dataset, table, a, b)
+    candidates: pa.Table | None = _candidate_keys(dataset, table, a, b)
     if candidates.num_rows > _PRUNE_LIMIT * max(a.rows, b.rows, 1):
-        # Most rows are candidates (a compaction in between): compare row hashes first and
-        # read whole rows only where they differ.
-        candidates = _differing_keys(con, dataset, table, a, b, candidates)
-    rows_a = _side(con, dataset, table, a, candidates)
-    rows_b = _side(con, dataset, table, b, candidates)
+        # Most rows are candidates (a compaction in between): compare row hashes of all rows
+        # first, and read whole rows only where they differ.
+        candidates = views.differing(table, None)
+    # Candidates whose rows turn out equal are dropped by the field comparison below.
+    rows_a = views.rows(table, "a", candidates)
+    rows_b = views.rows(table, "b", candidates)
     columns = [c.name for c in COLUMNS[table] if c.name not in keys]
     con.register("rows_a", rows_a)
     con.register("rows_b", rows_b)
@@ -252,17 +269,18 @@ def diff_versions(
     dataset: Dataset, a: Manifest, b: Manifest, iou_threshold: float | None = 0.5
 ) -> Diff:
     """Compare version ``a`` with version ``b`` (either may be the older)."""
-    with connection() as con:
+    con = duckdb.connect(":memory:")
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        views = _Views(con, dataset, a, b)
         tables, sides = {}, {}
         for table in TABLE_NAMES:
             tables[table], rows_a, rows_b = _table_diff(
-                con, dataset, table, a.tables[table], b.tables[table]
+                con, views, dataset, table, a.tables[table], b.tables[table]
             )
             sides[table] = (rows_a, rows_b)
-        regions, paired = _region_details(
-            con, dataset, a, b, tables["regions"].rows, sides, iou_threshold
-        )
-        labeled, unlabeled = _labeled_changes(con, dataset, a, b, sides["annotations"])
+        regions, paired = _region_details(con, views, tables["regions"].rows, sides, iou_threshold)
+        labeled, unlabeled = _labeled_changes(con, sides["annotations"])
         label_rows = tables["labels"].rows
         label_status = dict(
             zip(
@@ -279,7 +297,8 @@ def diff_versions(
             .to_arrow_table()
             .to_pylist()
         )
-        con.unregister("region_details")
+    finally:
+        con.close()
     return Diff(
         dataset=dataset.name,
         a=a.number,
@@ -315,9 +334,7 @@ def _geometry(prefix: str, names: str = "") -> dict[str, str]:
 
 def _region_details(
     con: duckdb.DuckDBPyConnection,
-    dataset: Dataset,
-    a: Manifest,
-    b: Manifest,
+    views: _Views,
     changes: pa.Table,
     sides: dict[str, tuple[pa.Table, pa.Table]],
     iou_threshold: float | None,
@@ -325,19 +342,9 @@ def _region_details(
     """Per-region rows with task, labels and IoU; IoU-paired add/remove pairs become changes."""
     regions_a, regions_b = sides["regions"]
     owners = []
-    for manifest, regions in ((a, regions_a), (b, regions_b)):
+    for side, regions in (("a", regions_a), ("b", regions_b)):
         wanted = pa.table({"annotation_id": pc.unique(regions.column("annotation_id"))})
-        owners.append(
-            live_rows(
-                con,
-                dataset._storage,
-                dataset._folder,
-                "annotations",
-                manifest.tables["annotations"],
-                ["annotation_id", "task_id"],
-                restrict=wanted,
-            )
-        )
+        owners.append(views.rows("annotations", side, wanted, ["annotation_id", "task_id"]))
     con.register("changes", changes)
     con.register("ra", regions_a)
     con.register("rb", regions_b)
@@ -405,47 +412,27 @@ def _region_details(
 
 
 def _labeled_changes(
-    con: duckdb.DuckDBPyConnection,
-    dataset: Dataset,
-    a: Manifest,
-    b: Manifest,
-    annotations: tuple[pa.Table, pa.Table],
+    con: duckdb.DuckDBPyConnection, annotations: tuple[pa.Table, pa.Table]
 ) -> tuple[list[str], list[str]]:
     """Tasks labeled in ``b`` but not in ``a``, and the other way round.
 
     Only tasks that own a changed annotation can change status; their annotations are
     read from both versions."""
     touched = pc.unique(
-        pa.concat_arrays(
-            [
-                annotations[0].column("task_id").combine_chunks(),
-                annotations[1].column("task_id").combine_chunks(),
-            ]
-        )
+        pa.concat_arrays([side.column("task_id").combine_chunks() for side in annotations])
     )
     if len(touched) == 0:
         return [], []
     con.register("touched", pa.table({"task_id": touched}))
-    status = []
-    for manifest in (a, b):
-        rows = live_rows(
-            con,
-            dataset._storage,
-            dataset._folder,
-            "annotations",
-            manifest.tables["annotations"],
-            ["annotation_id", "task_id", "kind", "cancelled"],
-        )
-        con.register("side_annotations", rows)
-        status.append(
-            {
-                task
-                for (task,) in con.sql(
-                    "SELECT DISTINCT task_id FROM side_annotations SEMI JOIN touched USING (task_id) "
-                    "WHERE kind = 'annotation' AND NOT cancelled"
-                ).fetchall()
-            }
-        )
-        con.unregister("side_annotations")
+    status = [
+        {
+            task
+            for (task,) in con.sql(
+                f"SELECT DISTINCT task_id FROM _raw_annotations_{side} SEMI JOIN touched USING (task_id) "
+                "WHERE kind = 'annotation' AND NOT cancelled"
+            ).fetchall()
+        }
+        for side in ("a", "b")
+    ]
     con.unregister("touched")
     return sorted(status[1] - status[0]), sorted(status[0] - status[1])

@@ -23,6 +23,7 @@ from fsspec.implementations.dirfs import DirFileSystem
 
 from annostore.schemas import KEYS, TABLE_NAMES, arrow_schema
 
+from ._fragments import fragment_schema
 from ._manifest import FileRef, Manifest, TableState
 from ._sql import column_list, quote
 from ._storage import Storage
@@ -57,7 +58,7 @@ def _verify_once(storage: Storage, folder: str, ref: FileRef) -> None:
         _VERIFIED.add(key)
 
 
-class _Binder:
+class ViewBinder:
     """Builds the views of one or more versions on one connection."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection, dataset: Dataset):
@@ -83,12 +84,13 @@ class _Binder:
             self.allowed.append(location)
         return locations
 
-    def table_sql(self, table: str, state: TableState, suffix: str) -> str:
-        """SQL for the live rows of one table of a version."""
-        columns = column_list(arrow_schema(table).names)
+    def table_sql(self, table: str, state: TableState, suffix: str, with_hash: bool = False) -> str:
+        """SQL for the live rows of one table of a version (with ``_row_hash`` if asked)."""
+        schema = fragment_schema(table) if with_hash else arrow_schema(table)
+        columns = column_list(schema.names)
         if not state.fragments:
             name = f"_empty_{table}{suffix}"
-            self.con.register(name, arrow_schema(table).empty_table())
+            self.con.register(name, schema.empty_table())
             return f"SELECT * FROM {name}"
         fragment_files = self._files(state.fragments)
         unique = sorted(set(fragment_files))
@@ -109,7 +111,7 @@ class _Binder:
             if dead_parts
             else f"SELECT {keys}, 0::BIGINT AS _seq FROM read_parquet({_list(unique[:1])}) WHERE false"
         )
-        prefixed = column_list(arrow_schema(table).names, "r.")
+        prefixed = column_list(schema.names, "r.")
         return (
             f"SELECT {prefixed} FROM read_parquet({_list(unique)}, filename = true) r "
             f"JOIN (VALUES {listing}) f(_file, _seq) ON r.filename = f._file "
@@ -136,6 +138,12 @@ class _Binder:
                 LEFT JOIN {raw["annotations"]} a USING (annotation_id)
                 LEFT JOIN {raw["tasks"]} t USING (task_id)"""
         )
+
+    def bind_with_hashes(self, manifest: Manifest, suffix: str) -> None:
+        """Create ``_raw_<table><suffix>`` views that keep each row's ``_row_hash``."""
+        for table in TABLE_NAMES:
+            sql = self.table_sql(table, manifest.tables[table], suffix, with_hash=True)
+            self.con.execute(f"CREATE VIEW {quote('_raw_' + table + suffix)} AS {sql}")
 
     def lock(self) -> None:
         con = self.con
@@ -174,7 +182,7 @@ def open_version_connection(
     con = duckdb.connect(":memory:")
     try:
         con.execute("SET TimeZone = 'UTC'")
-        binder = _Binder(con, dataset)
+        binder = ViewBinder(con, dataset)
         binder.bind(manifest)
         for number in sorted({int(n) for _, n in _OTHER_VERSION.findall(query)}):
             try:
