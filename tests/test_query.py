@@ -276,3 +276,36 @@ def test_cli_sql_and_stats(tmp_path):
         "regions_per_label",
     } <= set(stats)
     assert stats["labeled_task_count"] == 3
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "COPY (SELECT 1) TO '{tmp}/annostore-copy.csv'",
+        "SELECT * FROM read_csv('/etc/passwd')",
+        "ATTACH '{tmp}/annostore-attach.db' AS other",
+        "INSTALL httpfs",
+        "LOAD httpfs",
+        "SET enable_external_access = true",
+        "SET allowed_paths = ['/']",
+        "RESET lock_configuration",
+    ],
+)
+def test_the_connection_itself_is_locked_down(tmp_path, statement):
+    """Defense in depth: even a statement that got past the SELECT-only check is refused
+    by DuckDB's own configuration."""
+    import duckdb
+
+    from annostore.query import open_version_connection
+
+    ds = annostore.open(str(tmp_path / "store")).create_dataset("pets")
+    version = ds.commit(boxes(2))
+    con = open_version_connection(ds, version.manifest)
+    try:
+        with pytest.raises(duckdb.Error):
+            con.execute(statement.format(tmp=tmp_path)).fetchall()
+        assert con.sql("SELECT count(*) FROM regions").fetchall() == [(4,)]
+    finally:
+        con.close()
+    assert not (tmp_path / "annostore-copy.csv").exists()
+    assert not (tmp_path / "annostore-attach.db").exists()
