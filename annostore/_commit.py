@@ -106,10 +106,16 @@ def plan_table(
     con.register("incoming", incoming.append_column(ORDER, positions.column(0)))
     if (base is None or base.rows == 0) and nothing_removed:
         # Nothing to compare with: every incoming row is an insert.
+        # Input that is already in key order (the common case) needs no sort.
+        order_by = "" if is_sorted(incoming, keys) else f"ORDER BY {key_sql}"
         changes = con.sql(
             f"SELECT {key_sql}, 'I' AS op, NULL::UBIGINT AS old_hash, {row_hash_expression(table)} AS new_hash, "
-            f"{ORDER} FROM incoming ORDER BY {key_sql}"
+            f"{ORDER} FROM incoming {order_by}"
         ).to_arrow_table()
+        if not order_by and not is_sorted(changes, keys):
+            # Fragments must hold sorted keys (their key ranges prune reads): never trust
+            # the scan order blindly.
+            changes = changes.sort_by([(k, "ascending") for k in keys])
         con.unregister("incoming")
         return _write_change(storage, folder, table, incoming, changes, seq)
     hashed = f"(SELECT {key_sql}, {ORDER}, {row_hash_expression(table)} AS h FROM incoming)"
@@ -202,6 +208,21 @@ def _write_change(
     )
     change.changes = changeset.select([*keys, "op"])
     return change
+
+
+def is_sorted(table: pa.Table, keys: list[str]) -> bool:
+    """True when the rows are in strictly ascending key order (byte order, as DuckDB sorts)."""
+    if table.num_rows < 2:
+        return True
+    ascending = None  # rows i and i+1 are in order, decided by the key columns so far
+    tied = None  # rows i and i+1 are equal in the key columns so far
+    for key in keys:
+        column = table.column(key).combine_chunks()
+        current, following = column.slice(0, len(column) - 1), column.slice(1)
+        less, equal = pc.less(current, following), pc.equal(current, following)
+        ascending = less if ascending is None else pc.or_(ascending, pc.and_(tied, less))
+        tied = equal if tied is None else pc.and_(tied, equal)
+    return bool(pc.all(ascending).as_py())
 
 
 def _take_rows(table: str, incoming: pa.Table, written: pa.Table) -> Iterator[pa.Table]:
