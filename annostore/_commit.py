@@ -23,6 +23,7 @@ from ._fragments import (
     fragment_schema,
     live_rows,
     read_file,
+    register_live_rows,
     write_file,
     write_fragments,
 )
@@ -120,10 +121,17 @@ def plan_table(
         return _write_change(storage, folder, table, incoming, changes, seq)
     hashed = f"(SELECT {key_sql}, {ORDER}, {row_hash_expression(table)} AS h FROM incoming)"
 
+    registered = ["incoming", "deleted_keys"]
+    base_sql = "SELECT * FROM base_rows"
     if base is None or base.rows == 0:
         based = _empty_base(table)
     elif full:
-        based = live_rows(con, storage, folder, table, base, [*keys, ROW_HASH])
+        # The base's keys and hashes only feed the join: let DuckDB merge its files.
+        based = None
+        base_sql, names = register_live_rows(
+            con, storage, folder, table, base, [*keys, ROW_HASH], "base"
+        )
+        registered += names
     else:
         wanted = [incoming.select(keys)] + ([deletes] if deletes is not None else [])
         based = live_rows(
@@ -135,14 +143,16 @@ def plan_table(
             [*keys, ROW_HASH],
             restrict=_concat_keys(table, wanted),
         )
-    con.register("base_rows", based)
+    if based is not None:
+        con.register("base_rows", based)
+        registered.append("base_rows")
 
     if full:
         query = f"""
             SELECT {key_sql},
                    CASE WHEN b.{ROW_HASH} IS NULL THEN 'I' WHEN n.h IS NULL THEN 'D' ELSE 'U' END AS op,
                    b.{ROW_HASH} AS old_hash, n.h AS new_hash, n.{ORDER} AS {ORDER}
-            FROM {hashed} n FULL OUTER JOIN base_rows b USING ({key_sql})
+            FROM {hashed} n FULL OUTER JOIN ({base_sql}) b USING ({key_sql})
             WHERE n.h IS DISTINCT FROM b.{ROW_HASH}
             ORDER BY {key_sql}"""
     else:
@@ -170,7 +180,7 @@ def plan_table(
                 {deleted_part}
             ) ORDER BY {key_sql}"""
     changes = con.sql(query).to_arrow_table()
-    for name in ("incoming", "base_rows", "deleted_keys"):
+    for name in registered:
         with contextlib.suppress(duckdb.Error):
             con.unregister(name)
 
