@@ -24,6 +24,7 @@ from ._fragments import (
     live_rows,
     read_file,
     register_live_rows,
+    tombstoned_keys,
     write_file,
     write_fragments,
 )
@@ -295,14 +296,7 @@ def plan_compaction(
     dead_join = ""
     condition = "TRUE"
     if state.tombstones:
-        dead = pa.concat_tables(
-            [
-                read_file(storage, folder, t, keys).append_column(
-                    "_seq", pa.repeat(pa.scalar(t.seq, pa.int64()), t.rows)
-                )
-                for t in state.tombstones
-            ]
-        )
+        dead = tombstoned_keys(storage, folder, table, state.tombstones)
         con.register("dead", dead)
         dead_join = f"LEFT JOIN (SELECT {key_sql}, max(_seq) AS _until FROM dead GROUP BY ALL) d USING ({key_sql})"
         condition = "(d._until IS NULL OR d._until <= c._seq)"

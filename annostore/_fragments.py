@@ -227,6 +227,20 @@ def overlapping_fragments(
     return [fragments[i] for (i,) in hit]
 
 
+def tombstoned_keys(
+    storage: Storage, folder: str, table: str, tombstones: Sequence[FileRef]
+) -> pa.Table:
+    """The keys of ``tombstones``, each with the ``_seq`` of the tombstone that names it."""
+    return pa.concat_tables(
+        [
+            read_file(storage, folder, t, list(KEYS[table])).append_column(
+                SEQ, pa.repeat(pa.scalar(t.seq, pa.int64()), t.rows)
+            )
+            for t in tombstones
+        ]
+    )
+
+
 def live_rows(
     con: duckdb.DuckDBPyConnection,
     storage: Storage,
@@ -271,14 +285,7 @@ def live_rows(
     con.register("located", located)
     joins, condition = [], "TRUE"
     if tombstones:
-        dead = pa.concat_tables(
-            [
-                read_file(storage, folder, t, keys).append_column(
-                    SEQ, pa.repeat(pa.scalar(t.seq, pa.int64()), t.rows)
-                )
-                for t in tombstones
-            ]
-        )
+        dead = tombstoned_keys(storage, folder, table, tombstones)
         con.register("dead", dead)
         on = " AND ".join(f"f.{quote(k)} = d.{quote(k)}" for k in keys)
         joins.append(
@@ -333,14 +340,7 @@ def register_live_rows(
     selected = column_list(wanted, "f.")
     if not tombstones:
         return f"SELECT {selected} FROM {name}_rows f", [f"{name}_rows"]
-    dead = pa.concat_tables(
-        [
-            read_file(storage, folder, t, keys).append_column(
-                SEQ, pa.repeat(pa.scalar(t.seq, pa.int64()), t.rows)
-            )
-            for t in tombstones
-        ]
-    )
+    dead = tombstoned_keys(storage, folder, table, tombstones)
     con.register(f"{name}_dead", dead)
     return (
         f"SELECT {selected} FROM {name}_rows f "
