@@ -49,12 +49,16 @@ def _compute(con: duckdb.DuckDBPyConnection, manifest: Manifest) -> dict[str, An
         """CREATE TEMP TABLE s_annotations AS
            SELECT annotation_id, task_id, kind, cancelled, annotator, model_version FROM _raw_annotations"""
     )
+    con.execute("CREATE TEMP TABLE s_tasks AS SELECT task_id, split, width, height FROM _raw_tasks")
+    # One join gives every region its annotation's kind and its task's size.
     con.execute(
         """CREATE TEMP TABLE s_regions AS
-           SELECT r.annotation_id, r.region_id, r.type, r.label, r.w, r.h, a.task_id
-           FROM _raw_regions r LEFT JOIN s_annotations a USING (annotation_id)"""
+           SELECT r.annotation_id, r.region_id, r.type, r.label, r.w, r.h, a.task_id, a.kind,
+                  coalesce(a.kind = 'annotation' AND NOT a.cancelled, false) AS labeled,
+                  r.w * t.width AS w_px, r.h * t.height AS h_px
+           FROM _raw_regions r LEFT JOIN s_annotations a USING (annotation_id)
+           LEFT JOIN s_tasks t ON t.task_id = a.task_id"""
     )
-    con.execute("CREATE TEMP TABLE s_tasks AS SELECT task_id, split, width, height FROM _raw_tasks")
     labeled, skipped, background, predicted = con.sql(
         f"""WITH per_task AS (
                 SELECT task_id,
@@ -62,9 +66,7 @@ def _compute(con: duckdb.DuckDBPyConnection, manifest: Manifest) -> dict[str, An
                        bool_or(kind = 'annotation' AND cancelled) AS skipped,
                        bool_or(kind = 'prediction') AS predicted
                 FROM s_annotations GROUP BY task_id),
-            with_regions AS (
-                SELECT DISTINCT a.task_id FROM s_regions r
-                JOIN s_annotations a USING (annotation_id) WHERE a.kind = 'annotation' AND NOT a.cancelled)
+            with_regions AS (SELECT DISTINCT task_id FROM s_regions WHERE labeled)
             SELECT count(*) FILTER (WHERE labeled),
                    count(*) FILTER (WHERE skipped AND NOT labeled),
                    count(*) FILTER (WHERE labeled AND w.task_id IS NULL),
@@ -79,16 +81,13 @@ def _compute(con: duckdb.DuckDBPyConnection, manifest: Manifest) -> dict[str, An
             SELECT min(n), median(n), max(n) FROM per_task"""
     ).fetchall()[0]
     boxes = con.sql(
-        """WITH boxes AS (
-               SELECT r.w, r.h, r.w * t.width AS w_px, r.h * t.height AS h_px
-               FROM s_regions r LEFT JOIN s_tasks t USING (task_id) WHERE r.type = 'bbox')
-           SELECT count(*), min(w), median(w), max(w), min(h), median(h), max(h),
+        """SELECT count(*), min(w), median(w), max(w), min(h), median(h), max(h),
                   count(w_px), min(w_px), median(w_px), max(w_px), min(h_px), median(h_px), max(h_px)
-           FROM boxes"""
+           FROM s_regions WHERE type = 'bbox'"""
     ).fetchall()[0]
     by_kind = con.sql(
-        """SELECT a.kind, r.label, count(*) FROM s_regions r
-           JOIN s_annotations a USING (annotation_id) GROUP BY ALL ORDER BY 1, 3 DESC, 2"""
+        """SELECT kind, label, count(*) FROM s_regions WHERE kind IS NOT NULL
+           GROUP BY ALL ORDER BY 1, 3 DESC, 2"""
     ).fetchall()
     regions_per_label_by_kind: dict[str, dict[Any, int]] = {"annotation": {}, "prediction": {}}
     for kind, label, count in by_kind:
