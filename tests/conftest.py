@@ -15,9 +15,6 @@ import pytest
 
 import annostore
 
-REPO = Path(__file__).resolve().parent.parent
-CORPUS = REPO.parent / "shared" / "corpus"
-
 
 def free_port() -> int:
     with socket.socket() as sock:

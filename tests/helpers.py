@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import annostore
 
 
@@ -39,7 +37,3 @@ def boxes(
         regions=regions,
         labels=[{"label": label, "label_id": 1}],
     )
-
-
-def rows(table: Any) -> list[dict[str, Any]]:
-    return table.to_pylist()

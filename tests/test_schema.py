@@ -36,6 +36,18 @@ def test_every_column_is_in_the_json_schema_with_its_arrow_type():
         }
 
 
+def test_every_column_is_documented():
+    page = (Path(__file__).resolve().parent.parent / "docs" / "data-model.md").read_text(
+        encoding="utf-8"
+    )
+    for table, columns in schemas.COLUMNS.items():
+        assert f"### {table}" in page
+        for column in columns:
+            assert f"| `{column.name}` | `{column.type}` |" in page, (
+                f"{table}.{column.name} is not in docs/data-model.md"
+            )
+
+
 def test_design_columns_exist_with_their_types():
     regions = schemas.arrow_schema("regions")
     assert regions.field("polygons").type == pa.list_(pa.list_(pa.float64()))
