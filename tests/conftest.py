@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 import annostore
 
@@ -104,3 +105,22 @@ def _fresh_file_cache() -> Iterator[None]:
     clear_cache()
     yield
     clear_cache()
+
+
+# Property tests run with the "ci" profile; `pytest --hypothesis-profile=thorough` runs them
+# much longer, for bug hunting.
+settings.register_profile(
+    "ci",
+    max_examples=30,
+    stateful_step_count=15,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile(
+    "thorough",
+    max_examples=400,
+    stateful_step_count=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.load_profile("ci")

@@ -8,7 +8,7 @@ import uuid
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from strategies import tables
 
@@ -134,7 +134,6 @@ def _brute_force(a: annostore.Tables, b: annostore.Tables, table: str) -> tuple[
     return added, removed, changed
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     states=st.lists(tables(max_tasks=5), min_size=2, max_size=4), compact_after=st.integers(0, 3)
 )

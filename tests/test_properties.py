@@ -6,7 +6,7 @@ import uuid
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     Bundle,
@@ -21,12 +21,7 @@ from strategies import tables
 import annostore
 from annostore._fragments import clear_cache
 
-PROPERTY_SETTINGS = settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
 
-
-@PROPERTY_SETTINGS
 @given(state=tables())
 def test_commit_then_read_gives_the_same_tables(state):
     store = annostore.open(f"memory://prop-{uuid.uuid4().hex}")
@@ -35,7 +30,6 @@ def test_commit_then_read_gives_the_same_tables(state):
     assert store.dataset("d").version(version.number).tables == state
 
 
-@PROPERTY_SETTINGS
 @given(first=tables(), second=tables())
 def test_a_second_commit_reads_back_and_leaves_the_first_intact(first, second):
     store = annostore.open(f"memory://prop-{uuid.uuid4().hex}")
@@ -211,10 +205,4 @@ class VersionHistory(RuleBasedStateMachine):
             assert report.orphans == 0  # gc(grace 0) ran or nothing was orphaned
 
 
-VersionHistory.TestCase.settings = settings(
-    max_examples=25,
-    stateful_step_count=15,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
 test_version_history = VersionHistory.TestCase

@@ -8,7 +8,7 @@ import itertools
 import pyarrow as pa
 import pytest
 from fsspec.implementations.memory import MemoryFileSystem
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 import annostore
@@ -114,7 +114,6 @@ def test_registry_loads_module_attr_strings_lazily():
         converters._loaded.pop("lazy-json", None)
 
 
-@settings(max_examples=200, deadline=None)
 @given(rows=st.lists(st.tuples(st.text(max_size=3), st.text(max_size=3)), max_size=8))
 def test_is_sorted_agrees_with_byte_order(rows):
     """The first-commit shortcut skips sorting only when keys are strictly ascending in the
