@@ -110,7 +110,7 @@ LOG_COLUMNS = [
 @click.version_option(__version__, prog_name="annostore")
 @click.pass_context
 def cli(ctx: click.Context, url: str, debug: bool) -> None:
-    """annostore: versioned labels for ML datasets, converters between formats, and SQL."""
+    """annostore: versioned labels for ML datasets, with SQL, statistics and diffs."""
     ctx.ensure_object(dict)
     ctx.obj["url"] = url
     ctx.obj["debug"] = debug
