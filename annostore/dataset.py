@@ -93,7 +93,8 @@ class Dataset:
         return [Version(self, self._manifest(n)) for n in reversed(self._numbers())]
 
     def version(self, ref: int | str = "latest") -> Version:
-        """A version by number (``3``, ``"3"``), ``"latest"``, tag name or content id prefix."""
+        """A version by number (``3``, ``"3"``), ``"latest"``, tag name or content id prefix
+        (at least 4 hex digits; digits alone are read as a version number first)."""
         return Version(self, self._manifest(self._resolve(ref)))
 
     @property
@@ -108,7 +109,12 @@ class Dataset:
             raise NotFoundError(
                 f"a version reference is a number, 'latest', a tag or an id prefix, got {ref!r}"
             )
-        if isinstance(ref, str) and ref.isdigit():
+        # A number names a version; digits that name none may still be an id prefix.
+        if (
+            isinstance(ref, str)
+            and ref.isdigit()
+            and (int(ref) in numbers or not _HEX_PREFIX.fullmatch(ref))
+        ):
             ref = int(ref)
         if isinstance(ref, int):
             if ref in numbers:

@@ -189,6 +189,18 @@ def test_version_references(store):
             ds.version(bad)
 
 
+def test_an_id_prefix_of_digits_only_still_resolves(store):
+    ds = store.create_dataset("pets")
+    for count in (1, 2):
+        ds.commit(boxes(count))
+    # Pretend version 2's content id starts with digits only, as 1 in ~30 ids does.
+    ds._manifests[2] = ds._manifest(2).model_copy(update={"id": "20251130" + "a" * 56})
+    assert ds.version("2025113").number == 2
+    assert ds.version("2").number == 2 and ds.version(1).number == 1
+    with pytest.raises(annostore.NotFoundError):
+        ds.version("999999")
+
+
 def test_tags_need_force_to_move(store):
     ds = store.create_dataset("pets")
     ds.commit(boxes(1))
