@@ -28,7 +28,7 @@ from ._commit import (
 from ._manifest import Manifest, parse_version_name, version_path
 from ._names import check_name, check_tag_name
 from ._sql import connection
-from .errors import ConflictError, CorruptionError, NotFoundError, SchemaError
+from .errors import AnnostoreError, ConflictError, CorruptionError, NotFoundError, SchemaError
 from .tables import TableLike, Tables
 from .version import Version
 
@@ -447,6 +447,15 @@ class Dataset:
             self.compact(due, message="automatic compaction", author=author)
         except ConflictError as exc:
             logger.info("automatic compaction of %s skipped: %s", self.name, exc)
+        except (AnnostoreError, OSError) as exc:
+            # The user's commit is published and complete; compaction is upkeep that the
+            # next commit (or `annostore compact`) retries. Say so rather than fail the commit.
+            logger.warning(
+                "automatic compaction of %s failed after version %s was published: %s",
+                self.name,
+                version.number,
+                exc,
+            )
 
     def __repr__(self) -> str:
         return f"<Dataset {self.name!r} in {self.store.url}>"

@@ -389,3 +389,24 @@ def test_a_rebase_that_would_orphan_rows_is_a_conflict(store):
             base=1,
         )
     assert ds.latest.number == 2
+
+
+def test_a_failing_automatic_compaction_does_not_fail_the_published_commit(monkeypatch, caplog):
+    ds = annostore.open("memory://auto-compact-fails").create_dataset("pets")
+    ds.commit(boxes(40))
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(annostore.Dataset, "compact", broken)
+    for step in range(18):
+        version = ds.commit_changes(
+            {
+                "regions": pa.Table.from_pylist(
+                    [{"annotation_id": "a00001", "region_id": f"n{step}", "type": "bbox"}]
+                )
+            }
+        )
+    assert version.number == 19 and ds.latest.number == 19
+    assert "automatic compaction of pets failed after version" in caplog.text
+    assert "disk full" in caplog.text
