@@ -22,6 +22,7 @@ from ._fragments import (
     SMALL_FRAGMENT_ROWS,
     fragment_schema,
     live_rows,
+    merge_rule_sql,
     read_file,
     register_live_rows,
     tombstoned_keys,
@@ -276,7 +277,6 @@ def plan_compaction(
     never held whole in Python memory.
     """
     keys = list(KEYS[table])
-    key_sql = column_list(keys)
     schema = fragment_schema(table)
     columns = column_list(schema.names)
     con.execute("DROP TABLE IF EXISTS compacting")
@@ -298,8 +298,7 @@ def plan_compaction(
     if state.tombstones:
         dead = tombstoned_keys(storage, folder, table, state.tombstones)
         con.register("dead", dead)
-        dead_join = f"LEFT JOIN (SELECT {key_sql}, max(_seq) AS _until FROM dead GROUP BY ALL) d USING ({key_sql})"
-        condition = "(d._until IS NULL OR d._until <= c._seq)"
+        dead_join, condition = merge_rule_sql(keys, "dead", "c", "c._seq")
     canonical = [n for n in schema.names if n != ROW_HASH]
     select = ", ".join(f"c.{quote(n)}" for n in canonical)
     reader = arrow_reader(

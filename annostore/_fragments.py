@@ -15,12 +15,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import duckdb
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from annostore.schemas import KEYS, arrow_schema
 
-from ._manifest import FileRef, Fragment, TableState
+from ._manifest import FileRef, Fragment, TableState, Tombstone
 from ._rowhash import ROW_HASH, row_hash_check, row_hash_expression
 from ._sql import column_list, quote
 from ._storage import Storage, sha256_hex
@@ -227,6 +226,26 @@ def overlapping_fragments(
     return [fragments[i] for (i,) in hit]
 
 
+def tombstones_that_apply(state: TableState, fragments: Sequence[Fragment]) -> list[Tombstone]:
+    """The tombstones that can remove rows of ``fragments``: those with a larger seq."""
+    if not fragments:
+        return []
+    lowest = min(f.seq for f in fragments)
+    return [t for t in state.tombstones if t.seq > lowest]
+
+
+def merge_rule_sql(keys: Sequence[str], dead: str, key_alias: str, seq: str) -> tuple[str, str]:
+    """The merge-on-read rule as SQL: a LEFT JOIN clause and a WHERE condition that drop a
+    row whose key a tombstone with a larger seq names.
+
+    ``dead`` is a relation (a name or a parenthesized query) of key columns and ``_seq``;
+    ``key_alias`` is the alias of the rows' key columns, ``seq`` the expression of their seq.
+    """
+    on = " AND ".join(f"{key_alias}.{quote(k)} = _dead.{quote(k)}" for k in keys)
+    join = f"LEFT JOIN (SELECT {column_list(keys)}, max({SEQ}) AS _until FROM {dead} GROUP BY ALL) _dead ON {on}"
+    return join, f"(_dead._until IS NULL OR _dead._until <= {seq})"
+
+
 def tombstoned_keys(
     storage: Storage, folder: str, table: str, tombstones: Sequence[FileRef]
 ) -> pa.Table:
@@ -263,8 +282,7 @@ def live_rows(
         fragments = overlapping_fragments(con, table, fragments, restrict)
     if not fragments:
         return _empty(table, wanted)
-    lowest = min(f.seq for f in fragments)
-    tombstones = [t for t in state.tombstones if t.seq > lowest]
+    tombstones = tombstones_that_apply(state, fragments)
     read_columns = wanted + [k for k in keys if k not in wanted]
     parts = [_read_fragment(con, storage, folder, table, f, read_columns) for f in fragments]
     rows = pa.concat_tables(parts)
@@ -285,13 +303,9 @@ def live_rows(
     con.register("located", located)
     joins, condition = [], "TRUE"
     if tombstones:
-        dead = tombstoned_keys(storage, folder, table, tombstones)
-        con.register("dead", dead)
-        on = " AND ".join(f"f.{quote(k)} = d.{quote(k)}" for k in keys)
-        joins.append(
-            f"LEFT JOIN (SELECT {column_list(keys)}, max({SEQ}) AS _until FROM dead GROUP BY ALL) d ON {on}"
-        )
-        condition = f"(d._until IS NULL OR d._until <= f.{SEQ})"
+        con.register("dead", tombstoned_keys(storage, folder, table, tombstones))
+        join, condition = merge_rule_sql(keys, "dead", "f", f"f.{SEQ}")
+        joins.append(join)
     if restrict is not None:
         con.register("wanted_keys", restrict.select(keys))
         on = " AND ".join(f"f.{quote(k)} = w.{quote(k)}" for k in keys)
@@ -335,19 +349,16 @@ def register_live_rows(
         con.register(name, _empty(table, wanted))
         return f"SELECT * FROM {name}", [name]
     con.register(f"{name}_rows", pa.concat_tables(parts))
-    lowest = min(f.seq for f in state.fragments)
-    tombstones = [t for t in state.tombstones if t.seq > lowest]
+    tombstones = tombstones_that_apply(state, state.fragments)
     selected = column_list(wanted, "f.")
     if not tombstones:
         return f"SELECT {selected} FROM {name}_rows f", [f"{name}_rows"]
-    dead = tombstoned_keys(storage, folder, table, tombstones)
-    con.register(f"{name}_dead", dead)
-    return (
-        f"SELECT {selected} FROM {name}_rows f "
-        f"LEFT JOIN (SELECT {column_list(keys)}, max({SEQ}) AS _until FROM {name}_dead GROUP BY ALL) d "
-        f"USING ({column_list(keys)}) WHERE d._until IS NULL OR d._until <= f.{SEQ}",
-        [f"{name}_rows", f"{name}_dead"],
-    )
+    con.register(f"{name}_dead", tombstoned_keys(storage, folder, table, tombstones))
+    join, condition = merge_rule_sql(keys, f"{name}_dead", "f", f"f.{SEQ}")
+    return f"SELECT {selected} FROM {name}_rows f {join} WHERE {condition}", [
+        f"{name}_rows",
+        f"{name}_dead",
+    ]
 
 
 def _unregister(con: duckdb.DuckDBPyConnection, name: str) -> None:
@@ -358,12 +369,3 @@ def _unregister(con: duckdb.DuckDBPyConnection, name: str) -> None:
 def _empty(table: str, columns: Sequence[str]) -> pa.Table:
     schema = fragment_schema(table)
     return pa.schema([schema.field(name) for name in columns]).empty_table()
-
-
-def keys_of(table: pa.Table, name: str) -> pa.Table:
-    """Just the key columns of ``table`` (of canonical table ``name``)."""
-    return table.select(list(KEYS[name]))
-
-
-def distinct(values: pa.ChunkedArray | pa.Array) -> pa.Array:
-    return pc.unique(values).drop_null()

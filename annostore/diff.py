@@ -33,7 +33,6 @@ __all__ = ["Diff", "TableDiff", "diff_versions"]
 
 #: Above this share of a table's rows, candidate keys are compared without range pruning.
 _PRUNE_LIMIT = 0.25
-STATUS_SCHEMA_EXTRA = [pa.field("status", pa.string()), pa.field("fields", pa.list_(pa.string()))]
 
 
 @dataclass

@@ -23,7 +23,7 @@ from fsspec.implementations.dirfs import DirFileSystem
 
 from annostore.schemas import KEYS, TABLE_NAMES, arrow_schema
 
-from ._fragments import fragment_schema
+from ._fragments import fragment_schema, merge_rule_sql, tombstones_that_apply
 from ._manifest import FileRef, Manifest, TableState
 from ._sql import column_list, quote
 from ._storage import Storage
@@ -94,7 +94,7 @@ class ViewBinder:
             return f"SELECT * FROM {name}"
         fragment_files = self._files(state.fragments)
         unique = sorted(set(fragment_files))
-        relevant = [t for t in state.tombstones if t.seq > min(f.seq for f in state.fragments)]
+        relevant = tombstones_that_apply(state, state.fragments)
         if not relevant and len(unique) == len(fragment_files):
             return f"SELECT {columns} FROM read_parquet({_list(unique)})"
         keys = column_list(KEYS[table])
@@ -112,11 +112,11 @@ class ViewBinder:
             else f"SELECT {keys}, 0::BIGINT AS _seq FROM read_parquet({_list(unique[:1])}) WHERE false"
         )
         prefixed = column_list(schema.names, "r.")
+        dead_join, condition = merge_rule_sql(KEYS[table], f"({dead})", "r", "f._seq")
         return (
             f"SELECT {prefixed} FROM read_parquet({_list(unique)}, filename = true) r "
             f"JOIN (VALUES {listing}) f(_file, _seq) ON r.filename = f._file "
-            f"LEFT JOIN (SELECT {keys}, max(_seq) AS _until FROM ({dead}) GROUP BY ALL) d USING ({keys}) "
-            f"WHERE d._until IS NULL OR d._until <= f._seq"
+            f"{dead_join} WHERE {condition}"
         )
 
     def bind(self, manifest: Manifest, suffix: str = "") -> None:
