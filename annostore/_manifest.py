@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -79,6 +79,8 @@ class Manifest(_Strict):
     message: str | None = None
     tables: dict[str, TableState]
     stats: dict[str, int] = Field(default_factory=dict)
+    #: dataset-level facts of the source (COCO info/licenses, a label config, …)
+    metadata: dict[str, Any] = Field(default_factory=dict)
     id: str = ""
 
     @property
@@ -89,7 +91,8 @@ class Manifest(_Strict):
         return self.model_copy(update={"id": _content_id(self)})
 
     def to_bytes(self) -> bytes:
-        return (json.dumps(self.model_dump(mode="json"), indent=1, sort_keys=True) + "\n").encode()
+        body = self.model_dump(mode="json", exclude=None if self.metadata else {"metadata"})
+        return (json.dumps(body, indent=1, sort_keys=True) + "\n").encode()
 
     @classmethod
     def from_bytes(cls, data: bytes, where: str) -> Manifest:
@@ -105,7 +108,9 @@ class Manifest(_Strict):
 
 
 def _content_id(manifest: Manifest) -> str:
-    body = manifest.model_dump(mode="json", exclude={"id"})
+    # Empty metadata is left out, so manifests written before the field existed keep their id.
+    exclude = {"id"} if manifest.metadata else {"id", "metadata"}
+    body = manifest.model_dump(mode="json", exclude=exclude)
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
     return hashlib.sha256(canonical).hexdigest()
 

@@ -268,19 +268,24 @@ class Dataset:
             }
             return changes, {name: state[name] for name in TABLE_NAMES}
 
-        return self._commit(plan, "commit", message, author, base, check_when_fresh=False)
+        return self._commit(
+            plan, "commit", message, author, base, check_when_fresh=False, metadata=state.metadata
+        )
 
     def commit_changes(
         self,
         upserts: Tables | Mapping[str, TableLike] | None = None,
         deletes: Mapping[str, Keys] | None = None,
         *,
+        metadata: Mapping[str, Any] | None = None,
         message: str | None = None,
         author: str | None = None,
         base: int | str | None = None,
     ) -> Version:
         """Commit a change rather than a whole state: insert or replace ``upserts`` rows and
         remove the rows whose keys are in ``deletes``.
+
+        ``metadata`` replaces the dataset's metadata; left out, the parent's is kept.
 
         ``upserts`` is a :class:`Tables` built with ``check_references=False``, or a mapping
         of table name to Arrow table. ``deletes`` maps table name to keys: an Arrow table of
@@ -319,7 +324,18 @@ class Dataset:
             }
             return changes, {name: rows[name] for name in TABLE_NAMES}
 
-        return self._commit(plan, "commit_changes", message, author, base, check_when_fresh=True)
+        if metadata is None and isinstance(upserts, Tables) and upserts.metadata:
+            metadata = upserts.metadata
+        new_metadata = None if metadata is None else Tables().with_metadata(metadata).metadata
+        return self._commit(
+            plan,
+            "commit_changes",
+            message,
+            author,
+            base,
+            check_when_fresh=True,
+            metadata=new_metadata,
+        )
 
     def compact(
         self,
@@ -364,7 +380,9 @@ class Dataset:
         author: str | None,
         base_ref: int | str | None,
         check_when_fresh: bool,
+        metadata: dict[str, Any] | None = None,
     ) -> Version:
+        """Publish what ``plan`` computes; ``metadata`` None keeps the parent's."""
         base = (
             self._manifest(self._resolve(base_ref))
             if base_ref is not None
@@ -373,10 +391,13 @@ class Dataset:
         with connection() as con:
             seq = (base.number if base else 0) + 1
             changes, upserts = plan(con, base, seq)
+            base_metadata = base.metadata if base else {}
+            changes_metadata = metadata is not None and metadata != base_metadata
             if (
                 base is not None
                 and operation != "compact"
                 and not any(c.touched for c in changes.values())
+                and not changes_metadata
             ):
                 return Version(self, base)
             parent, rebased = base, False
@@ -404,6 +425,7 @@ class Dataset:
                     message=message,
                     tables=states,
                     stats=storage_stats(states),
+                    metadata=metadata if changes_metadata else (parent.metadata if parent else {}),
                 ).with_id()
                 path = f"{self._folder}/{version_path(number)}"
                 if self._storage.put_if_absent(path, manifest.to_bytes()):
@@ -420,6 +442,11 @@ class Dataset:
                     continue
                 theirs = [self._manifest(n) for n in range(number, head + 1)]
                 conflicts = find_conflicts(con, self._storage, self._folder, changes, theirs)
+                if changes_metadata and any(
+                    m.metadata != self._manifest(m.parent).metadata if m.parent else m.metadata
+                    for m in theirs
+                ):
+                    conflicts = {**conflicts, "metadata": ["(dataset metadata)"]}
                 if conflicts:
                     listed = "; ".join(f"{table}: {keys[:5]}" for table, keys in conflicts.items())
                     raise ConflictError(

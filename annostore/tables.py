@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -165,6 +166,18 @@ def _pydantic_message(table: str, error: ValidationError) -> str:
     return f"{where}: {message}"
 
 
+def _json_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A private copy of ``metadata`` made of JSON values only (SchemaError otherwise)."""
+    if not metadata:
+        return {}
+    if not isinstance(metadata, Mapping):
+        raise SchemaError(f"metadata: expected a mapping, got {type(metadata).__name__}")
+    try:
+        return json.loads(json.dumps(dict(metadata), allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        raise SchemaError(f"metadata: not JSON ({exc})") from None
+
+
 class Tables:
     """The four canonical tables of one dataset state: ``tasks``, ``annotations``, ``regions``
     and ``labels``, each a :class:`pyarrow.Table` with the fixed schema of
@@ -178,12 +191,15 @@ class Tables:
     :meth:`Dataset.commit_changes <annostore.Dataset.commit_changes>`.
     """
 
-    __slots__ = TABLE_NAMES
+    __slots__ = (*TABLE_NAMES, "metadata")
 
     tasks: pa.Table
     annotations: pa.Table
     regions: pa.Table
     labels: pa.Table
+    #: dataset-level facts of the source with no row to live in (COCO ``info`` and
+    #: ``licenses``, a Label Studio label config, …), as JSON-ready values
+    metadata: dict[str, Any]
 
     def __init__(
         self,
@@ -192,15 +208,17 @@ class Tables:
         regions: TableLike | None = None,
         labels: TableLike | None = None,
         *,
+        metadata: Mapping[str, Any] | None = None,
         check_references: bool = True,
     ) -> None:
         given = {"tasks": tasks, "annotations": annotations, "regions": regions, "labels": labels}
         for name in TABLE_NAMES:
             object.__setattr__(self, name, conform_table(name, given[name]))
+        object.__setattr__(self, "metadata", _json_metadata(metadata))
         self._check(check_references)
 
     @classmethod
-    def _trusted(cls, **tables: pa.Table) -> Tables:
+    def _trusted(cls, metadata: Mapping[str, Any] | None = None, **tables: pa.Table) -> Tables:
         """Wrap tables already known to conform (read back from a version)."""
         instance = cls.__new__(cls)
         for name in TABLE_NAMES:
@@ -208,7 +226,12 @@ class Tables:
             object.__setattr__(
                 instance, name, table if table is not None else arrow_schema(name).empty_table()
             )
+        object.__setattr__(instance, "metadata", dict(metadata or {}))
         return instance
+
+    def with_metadata(self, metadata: Mapping[str, Any] | None) -> Tables:
+        """The same tables with other metadata."""
+        return Tables._trusted(metadata=_json_metadata(metadata), **dict(self))
 
     @classmethod
     def from_pylist(
@@ -218,6 +241,7 @@ class Tables:
         regions: Sequence[Mapping[str, Any]] = (),
         labels: Sequence[Mapping[str, Any]] = (),
         *,
+        metadata: Mapping[str, Any] | None = None,
         check_references: bool = True,
     ) -> Tables:
         """Build from Python records (dicts keyed by column name), validated one by one.
@@ -236,7 +260,7 @@ class Tables:
                 raise SchemaError(_pydantic_message(name, exc), table=name) from exc
             rows = [record.model_dump() for record in records]
             built[name] = pa.Table.from_pylist(rows, schema=arrow_schema(name))
-        return cls(**built, check_references=check_references)
+        return cls(**built, metadata=metadata, check_references=check_references)
 
     def _check(self, check_references: bool) -> None:
         with connection() as con:
@@ -301,13 +325,16 @@ class Tables:
     def sorted(self) -> Tables:
         """The same rows, each table sorted by its key."""
         return Tables._trusted(
-            **{name: table.sort_by([(k, "ascending") for k in KEYS[name]]) for name, table in self}
+            metadata=self.metadata,
+            **{name: table.sort_by([(k, "ascending") for k in KEYS[name]]) for name, table in self},
         )
 
     def equals(self, other: Tables) -> bool:
-        """Same rows in every table, order aside."""
+        """Same rows in every table, order aside, and the same metadata."""
         if not isinstance(other, Tables):
             return NotImplemented
+        if self.metadata != other.metadata:
+            return False
         mine, theirs = self.sorted(), other.sorted()
         return all(getattr(mine, name).equals(getattr(theirs, name)) for name in TABLE_NAMES)
 

@@ -87,7 +87,14 @@ class Version:
     @functools.cached_property
     def tables(self) -> Tables:
         """The four tables of this version (read on first use, then kept)."""
-        return Tables._trusted(**{name: self.table(name) for name in TABLE_NAMES})
+        return Tables._trusted(
+            metadata=self.manifest.metadata, **{name: self.table(name) for name in TABLE_NAMES}
+        )
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """Dataset-level facts kept with this version (COCO info/licenses, a label config…)."""
+        return dict(self.manifest.metadata)
 
     def table(self, name: str) -> pa.Table:
         """One table of this version, read from storage."""

@@ -3,7 +3,6 @@
 Built-in formats are a sorted table of ``"module:attr"`` strings, imported only when a
 format is asked for; third-party packages add formats through the ``annostore.converters``
 entry-point group, read on the first lookup that misses the built-ins (never at import).
-The converters issue fills the built-in table.
 """
 
 from __future__ import annotations
@@ -22,7 +21,9 @@ __all__ = ["ENTRY_POINT_GROUP", "get", "known", "names", "register"]
 ENTRY_POINT_GROUP = "annostore.converters"
 
 #: name → "module:attr" (relative modules are inside annostore.converters)
-_BUILTIN: dict[str, str] = {}
+_BUILTIN: dict[str, str] = {
+    "coco": ".coco:converter",
+}
 
 _registry: dict[str, str | Any] = dict(sorted(_BUILTIN.items()))
 _loaded: dict[str, Any] = {}

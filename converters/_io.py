@@ -1,0 +1,150 @@
+"""The thin I/O edge of the converters: reading sources and writing targets whole.
+
+Sources and targets are local paths or fsspec URLs. Writers build their output in a
+temporary place and move it into position only when all of it is written, so a failed
+conversion leaves nothing behind. On local disk the move is a rename (atomic for a file;
+for a folder the old one is swapped out and removed). fsspec remote targets are built
+locally and uploaded at the end; object stores have no atomic multi-file rename, so a
+crash during that upload can leave part of a folder (documented in docs/converters.md).
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+
+from annostore.errors import AnnostoreError, NotFoundError, ParseError
+
+__all__ = [
+    "atomic_file",
+    "atomic_folder",
+    "filesystem",
+    "is_folder",
+    "read_bytes",
+    "safe_relative",
+]
+
+
+def filesystem(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
+    """The fsspec filesystem of ``url`` and the path inside it."""
+    fs, path = fsspec.core.url_to_fs(os.fspath(url))
+    return fs, path
+
+
+def _is_local(fs: fsspec.AbstractFileSystem) -> bool:
+    return isinstance(fs, LocalFileSystem)
+
+
+def is_folder(url: str) -> bool:
+    fs, path = filesystem(url)
+    return fs.isdir(path)
+
+
+def exists(url: str) -> bool:
+    fs, path = filesystem(url)
+    return fs.exists(path)
+
+
+def read_bytes(url: str) -> bytes:
+    """The whole content of one file; :class:`~annostore.NotFoundError` if it is missing."""
+    fs, path = filesystem(url)
+    try:
+        return fs.cat_file(path)
+    except FileNotFoundError:
+        raise NotFoundError(f"{url}: no such file") from None
+    except IsADirectoryError:
+        raise ParseError(str(url), None, "is a folder, expected a file") from None
+
+
+def safe_relative(path: str, *, source: str, location: Any = None) -> str:
+    """``path`` as a relative POSIX path that stays inside its root.
+
+    Absolute paths, drive letters and ``..`` components raise a
+    :class:`~annostore.ParseError`: paths taken from input must never let a writer leave
+    its target folder.
+    """
+    text = path.replace("\\", "/")
+    if text.startswith("/") or (len(text) > 1 and text[1] == ":") or "://" in text:
+        raise ParseError(source, location, f"path {path!r} is absolute; expected a relative path")
+    parts = [p for p in text.split("/") if p not in ("", ".")]
+    if any(p == ".." for p in parts):
+        raise ParseError(source, location, f"path {path!r} leaves the dataset root ('..')")
+    if not parts:
+        raise ParseError(source, location, f"path {path!r} is empty")
+    return posixpath.join(*parts)
+
+
+def _prepare_target(url: str, overwrite: bool) -> tuple[fsspec.AbstractFileSystem, str]:
+    fs, path = filesystem(url)
+    if fs.exists(path):
+        empty_folder = fs.isdir(path) and not fs.ls(path, detail=False)
+        if not (overwrite or empty_folder):
+            raise AnnostoreError(
+                f"{url} already exists; pass overwrite=True (--overwrite) to replace it"
+            )
+    return fs, path
+
+
+@contextmanager
+def atomic_file(url: str, *, overwrite: bool = False) -> Iterator[str]:
+    """A local temporary file path to write; it becomes ``url`` when the block succeeds."""
+    fs, path = _prepare_target(url, overwrite)
+    if _is_local(fs):
+        folder = os.path.dirname(os.path.abspath(path)) or "."
+        os.makedirs(folder, exist_ok=True)
+        handle, temp = tempfile.mkstemp(prefix=".annostore-", suffix=".part", dir=folder)
+        os.close(handle)
+        try:
+            yield temp
+            if fs.isdir(path):
+                shutil.rmtree(path)
+            os.replace(temp, path)
+        finally:
+            if os.path.exists(temp):
+                os.unlink(temp)
+        return
+    with tempfile.TemporaryDirectory(prefix="annostore-") as folder:
+        temp = os.path.join(folder, posixpath.basename(path) or "output")
+        yield temp
+        fs.put_file(temp, path)
+
+
+@contextmanager
+def atomic_folder(url: str, *, overwrite: bool = False) -> Iterator[str]:
+    """A local temporary folder to fill; it becomes ``url`` when the block succeeds."""
+    fs, path = _prepare_target(url, overwrite)
+    if _is_local(fs):
+        target = os.path.abspath(path)
+        parent = os.path.dirname(target)
+        os.makedirs(parent, exist_ok=True)
+        temp = tempfile.mkdtemp(prefix=".annostore-", suffix=".part", dir=parent)
+        try:
+            yield temp
+            if os.path.lexists(target):
+                old = tempfile.mkdtemp(prefix=".annostore-", suffix=".old", dir=parent)
+                os.rmdir(old)
+                os.replace(target, old)
+                os.replace(temp, target)
+                if os.path.isdir(old):
+                    shutil.rmtree(old)
+                else:
+                    os.unlink(old)
+            else:
+                os.replace(temp, target)
+        finally:
+            if os.path.exists(temp):
+                shutil.rmtree(temp)
+        return
+    with tempfile.TemporaryDirectory(prefix="annostore-") as temp:
+        yield temp
+        if fs.exists(path):
+            fs.rm(path, recursive=True)
+        fs.put(temp.rstrip("/") + "/", path, recursive=True)

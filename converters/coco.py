@@ -1,0 +1,992 @@
+"""COCO: instances, person keypoints, captions and results files, both directions.
+
+A COCO dataset file becomes one task per image and one annotation per image (a results
+file — a bare list with scores — becomes one *prediction* per image). Each COCO
+annotation becomes one region: ``keypoints`` when it has keypoints, ``mask`` for RLE,
+``polygon`` for polygon rings (all rings of an object stay in one region), ``bbox``
+otherwise, ``text`` for a caption. Its bbox fills ``x, y, w, h`` in every case.
+Fields without a column (``iscrowd``, ``area``, ``num_keypoints``, ``attributes``, …)
+are kept in ``extra``, image fields in the task's ``data``, and ``info``, ``licenses``
+and unknown top-level keys in the tables' metadata, so COCO → store → COCO gives the
+same file back (order aside).
+
+All parsing and rendering is SQL over DuckDB's JSON reader: no Python object per region.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from annostore._sql import connection
+from annostore.errors import AnnostoreError, ParseError
+from annostore.tables import Tables
+
+from . import _io
+from ._assets import install_asset_macros
+from ._base import CATEGORY_ID_POLICIES, Converter, Report, SkipCollector
+from ._numbers import install_number_macros
+from ._rle import coco_counts_from_string, coco_counts_to_string
+from ._selection import (
+    GEOMETRY_TYPES,
+    annotation_selection,
+    class_numbering,
+    geometry_labels,
+    register_tables,
+    unregister_tables,
+)
+from ._sqljson import bad_rows, load_document, merged_json_sql, sql_string, without_keys
+
+__all__ = ["CocoConverter", "converter"]
+
+_INTEGER_TYPES = "('UBIGINT', 'BIGINT')"
+_NUMBER_TYPES = "('UBIGINT', 'BIGINT', 'DOUBLE')"
+
+# SQL: a stable fingerprint of a region's geometry; an ``area`` read from a file is written
+# back unchanged only while the geometry still has the fingerprint it had when read.
+_GEOMETRY_FINGERPRINT = (
+    "left(md5(concat_ws('|', x::VARCHAR, y::VARCHAR, w::VARCHAR, h::VARCHAR, "
+    "polygons::VARCHAR, mask.counts, keypoints::VARCHAR)), 16)"
+)
+
+
+def _positive_integer(value: str) -> str:
+    return (
+        f"({value} IS NOT NULL AND json_type({value}) <> 'NULL' AND NOT "
+        f"(json_type({value}) IN {_NUMBER_TYPES} AND TRY_CAST({value} AS DOUBLE) >= 1 "
+        f"AND TRY_CAST({value} AS DOUBLE) = floor(TRY_CAST({value} AS DOUBLE))))"
+    )
+
+
+class CocoConverter(Converter):
+    """COCO detection, segmentation, keypoint and caption files, and results files."""
+
+    name = "coco"
+    description = "COCO JSON: instances, keypoints, captions, results files"
+    represents = ("bbox", "polygon", "mask", "keypoints", "text")
+
+    # ------------------------------------------------------------------ detect
+    def detect(self, source: str) -> float:
+        if _io.is_folder(source) or not str(source).lower().endswith(".json"):
+            return 0.0
+        fs, path = _io.filesystem(source)
+        with fs.open(path, "rb") as handle:
+            head = handle.read(65536).decode("utf-8", "replace")
+        if '"images"' in head and ('"annotations"' in head or '"categories"' in head):
+            return 0.95
+        stripped = head.lstrip()
+        if stripped.startswith("[") and '"image_id"' in head and '"category_id"' in head:
+            return 0.8
+        return 0.0
+
+    # ------------------------------------------------------------------ read
+    def read(
+        self,
+        source: str,
+        *,
+        errors: str = "raise",
+        images: str | None = None,
+        split: str | None = None,
+        **options: Any,
+    ) -> tuple[Tables, Report]:
+        """Read a COCO file. ``images=`` names the dataset file that gives a results
+        file its images and sizes; ``split=`` sets every task's split."""
+        if options:
+            raise TypeError(f"unknown COCO read options: {', '.join(sorted(options))}")
+        collector = SkipCollector(errors)  # type: ignore[arg-type]
+        path = str(source)
+        data = _io.read_bytes(source)
+        image_data = _io.read_bytes(images) if images is not None else None
+        tables = parse(data, path, collector, images=image_data, images_path=images, split=split)
+        report = Report(self.name, "read", counts=tables.counts, skipped=collector.skipped)
+        return tables, report
+
+    # ------------------------------------------------------------------ write
+    def write(
+        self,
+        tables: Tables,
+        target: str,
+        *,
+        strict: bool = False,
+        policy: str = "latest",
+        annotator: str | None = None,
+        category_ids: str = "keep",
+        overwrite: bool = False,
+        **options: Any,
+    ) -> Report:
+        """Write a COCO file (a results file under ``policy="predictions"``)."""
+        if options:
+            raise TypeError(f"unknown COCO write options: {', '.join(sorted(options))}")
+        if category_ids not in CATEGORY_ID_POLICIES:
+            raise AnnostoreError(
+                f"category_ids must be one of {', '.join(CATEGORY_ID_POLICIES)}, got {category_ids!r}"
+            )
+        report = Report(
+            self.name, "write", options={"policy": policy, "category_ids": category_ids}
+        )
+        rendered = render(
+            tables, report, policy=policy, annotator=annotator, category_ids=category_ids
+        )
+        report.check_strict(strict)
+        if policy == "all":
+            with _io.atomic_folder(target, overwrite=overwrite) as folder:
+                for name, text in rendered.items():
+                    with open(f"{folder}/{name}.json", "wb") as handle:
+                        handle.write(text)
+            report.files_written = len(rendered)
+            return report
+        with _io.atomic_file(target, overwrite=overwrite) as temp, open(temp, "wb") as handle:
+            handle.write(rendered[""])
+        report.files_written = 1
+        return report
+
+
+converter = CocoConverter()
+
+
+# ====================================================================== parsing
+
+
+def parse(
+    data: bytes,
+    path: str,
+    collector: SkipCollector,
+    *,
+    images: bytes | None = None,
+    images_path: str | None = None,
+    split: str | None = None,
+) -> Tables:
+    """COCO bytes → the four tables (bad records raise or are skipped via ``collector``)."""
+    with connection() as con:
+        install_number_macros(con)
+        install_asset_macros(con)
+        try:
+            return _parse(con, data, path, collector, images, images_path, split)
+        finally:
+            for table in (
+                "coco_doc",
+                "coco_img",
+                "coco_cat",
+                "coco_ann",
+                "coco_reg",
+                "coco_imgdoc",
+            ):
+                con.execute(f"DROP TABLE IF EXISTS {table}")
+
+
+def _document_kind(con: duckdb.DuckDBPyConnection, table: str, path: str) -> tuple[str, list[str]]:
+    kind, keys = con.sql(f"SELECT json_type(doc), json_keys(doc) FROM {table}").fetchall()[0]
+    if kind == "ARRAY":
+        return "results", []
+    if kind != "OBJECT":
+        raise ParseError(
+            path, None, f"expected a COCO object or a results list, got a JSON {kind.lower()}"
+        )
+    return "dataset", list(keys)
+
+
+def _list_member(con: duckdb.DuckDBPyConnection, table: str, key: str, path: str) -> None:
+    kind = con.sql(f"SELECT json_type(doc, '$.{key}') FROM {table}").fetchall()[0][0]
+    if kind not in (None, "ARRAY"):
+        raise ParseError(path, key, f"expected a list, got a JSON {kind.lower()}")
+
+
+def _parse(
+    con: duckdb.DuckDBPyConnection,
+    data: bytes,
+    path: str,
+    collector: SkipCollector,
+    images: bytes | None,
+    images_path: str | None,
+    split: str | None,
+) -> Tables:
+    load_document(con, "coco_doc", data, path)
+    kind, keys = _document_kind(con, "coco_doc", path)
+    metadata: dict[str, Any] = {}
+    if kind == "dataset":
+        for key in ("images", "annotations", "categories"):
+            _list_member(con, "coco_doc", key, path)
+        image_source, image_path = "coco_doc", path
+        others = [k for k in keys if k not in ("images", "annotations", "categories")]
+        if others:
+            paths = ", ".join(sql_string("$." + json.dumps(k)) for k in others)
+            values = con.sql(f"SELECT json_extract(doc, [{paths}]) FROM coco_doc").fetchall()[0][0]
+            metadata = {k: json.loads(v) for k, v in zip(others, values, strict=True)}
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE coco_ann AS SELECT unnest(a) AS j, "
+            "unnest(range(len(a))) AS idx FROM (SELECT "
+            "coalesce(json_extract(doc, '$.annotations')::JSON[], []) AS a FROM coco_doc)"
+        )
+    else:
+        if images is None:
+            raise ParseError(
+                path,
+                None,
+                "a COCO results file holds no images or sizes; pass images=<the dataset's "
+                "COCO file> (--images on the command line)",
+            )
+        load_document(con, "coco_imgdoc", images, images_path or "images")
+        image_kind, _ = _document_kind(con, "coco_imgdoc", images_path or "images")
+        if image_kind != "dataset":
+            raise ParseError(
+                images_path or "images", None, "expected a COCO dataset file with images"
+            )
+        image_source, image_path = "coco_imgdoc", images_path or "images"
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE coco_ann AS SELECT unnest(a) AS j, "
+            "unnest(range(len(a))) AS idx FROM (SELECT doc::JSON[] AS a FROM coco_doc)"
+        )
+    for key in ("images", "categories"):
+        _list_member(con, image_source, key, image_path)
+
+    _read_images(con, image_source, image_path, collector)
+    _read_categories(con, image_source, image_path, collector)
+    _read_annotations(con, path, collector, results=kind == "results")
+    if kind == "results":
+        metadata = {"coco_results": True}
+    image_labels = con.sql(
+        "SELECT count(*) FROM coco_ann WHERE bbox_j IS NULL AND caption_j IS NULL "
+        "AND (segmentation_j IS NULL OR seg_t = 'NULL') AND keypoints_j IS NULL"
+    ).fetchall()[0][0]
+    if image_labels:
+        # annotations with a category and no geometry: image-level labels (Datumaro writes them)
+        metadata = {**metadata, "annostore_image_labels": True}
+    return _assemble(con, split, results=kind == "results", metadata=metadata)
+
+
+def _read_images(
+    con: duckdb.DuckDBPyConnection, source: str, path: str, collector: SkipCollector
+) -> None:
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE coco_img AS
+        SELECT idx, j, json_type(j) AS jt, v[1] AS id_j, v[2] AS name_j, v[3] AS w_j, v[4] AS h_j
+        FROM (
+            SELECT j, idx, json_extract(j, ['$.id', '$.file_name', '$.width', '$.height']) AS v
+            FROM (SELECT unnest(i) AS j, unnest(range(len(i))) AS idx FROM (
+                SELECT coalesce(json_extract(doc, '$.images')::JSON[], []) AS i FROM {source}))
+        )
+        """
+    )
+    bad = bad_rows(
+        con,
+        "(SELECT *, count(*) OVER (PARTITION BY id_j->>'$') AS same, "
+        "min(idx) OVER (PARTITION BY id_j->>'$') AS first FROM coco_img)",
+        [
+            ("jt <> 'OBJECT'", "'expected an object, got ' || jt"),
+            ("id_j IS NULL", "'missing key \"id\"'"),
+            (
+                "json_type(id_j) NOT IN ('UBIGINT', 'BIGINT', 'VARCHAR')",
+                "'\"id\" must be an integer or a string, got ' || id_j::VARCHAR",
+            ),
+            (
+                "name_j IS NOT NULL AND json_type(name_j) NOT IN ('VARCHAR', 'NULL')",
+                "'\"file_name\" must be a string, got ' || name_j::VARCHAR",
+            ),
+            (
+                _positive_integer("w_j"),
+                "'\"width\" must be a positive integer, got ' || w_j::VARCHAR",
+            ),
+            (
+                _positive_integer("h_j"),
+                "'\"height\" must be a positive integer, got ' || h_j::VARCHAR",
+            ),
+            (
+                "same > 1 AND idx > first",
+                "'duplicate image id ' || id_j::VARCHAR || ' (first at images[' || first || '])'",
+            ),
+        ],
+        path=path,
+        what="images",
+        collector=collector,
+    )
+    if bad:
+        con.execute(f"DELETE FROM coco_img WHERE idx IN ({', '.join(map(str, bad))})")
+
+
+def _read_categories(
+    con: duckdb.DuckDBPyConnection, source: str, path: str, collector: SkipCollector
+) -> None:
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE coco_cat AS
+        SELECT idx, j, json_type(j) AS jt, v[1] AS id_j, v[2] AS name_j, v[3] AS super_j,
+               v[4] AS kp_j, v[5] AS sk_j
+        FROM (
+            SELECT j, idx, json_extract(j, ['$.id', '$.name', '$.supercategory', '$.keypoints',
+                                            '$.skeleton']) AS v
+            FROM (SELECT unnest(c) AS j, unnest(range(len(c))) AS idx FROM (
+                SELECT coalesce(json_extract(doc, '$.categories')::JSON[], []) AS c FROM {source}))
+        )
+        """
+    )
+    bad = bad_rows(
+        con,
+        "(SELECT *, count(*) OVER (PARTITION BY id_j->>'$') AS same_id, "
+        "min(idx) OVER (PARTITION BY id_j->>'$') AS first_id, "
+        "count(*) OVER (PARTITION BY name_j->>'$') AS same_name, "
+        "min(idx) OVER (PARTITION BY name_j->>'$') AS first_name FROM coco_cat)",
+        [
+            ("jt <> 'OBJECT'", "'expected an object, got ' || jt"),
+            ("id_j IS NULL", "'missing key \"id\"'"),
+            (
+                f"json_type(id_j) NOT IN {_INTEGER_TYPES}",
+                "'\"id\" must be an integer, got ' || id_j::VARCHAR",
+            ),
+            (
+                "name_j IS NULL OR json_type(name_j) <> 'VARCHAR'",
+                "'\"name\" must be a string, got ' || coalesce(name_j::VARCHAR, 'nothing')",
+            ),
+            (
+                "super_j IS NOT NULL AND json_type(super_j) NOT IN ('VARCHAR', 'NULL')",
+                "'\"supercategory\" must be a string, got ' || super_j::VARCHAR",
+            ),
+            (
+                "kp_j IS NOT NULL AND TRY_CAST(kp_j AS VARCHAR[]) IS NULL AND json_type(kp_j) <> 'NULL'",
+                "'\"keypoints\" must be a list of names, got ' || kp_j::VARCHAR",
+            ),
+            (
+                "sk_j IS NOT NULL AND json_type(sk_j) <> 'NULL' AND (TRY_CAST(sk_j AS BIGINT[][]) IS NULL "
+                "OR len(list_filter(TRY_CAST(sk_j AS BIGINT[][]), lambda p: len(p) <> 2)) > 0)",
+                "'\"skeleton\" must be a list of index pairs, got ' || sk_j::VARCHAR",
+            ),
+            (
+                "same_id > 1 AND idx > first_id",
+                "'duplicate category id ' || id_j::VARCHAR || ' (first at categories[' || first_id || '])'",
+            ),
+            (
+                "same_name > 1 AND idx > first_name",
+                "'duplicate category name ' || name_j::VARCHAR || ' (first at categories[' || first_name || '])'",
+            ),
+        ],
+        path=path,
+        what="categories",
+        collector=collector,
+    )
+    if bad:
+        con.execute(f"DELETE FROM coco_cat WHERE idx IN ({', '.join(map(str, bad))})")
+
+
+_ANNOTATION_KEYS = [
+    "$.id",
+    "$.image_id",
+    "$.category_id",
+    "$.bbox",
+    "$.segmentation",
+    "$.keypoints",
+    "$.score",
+    "$.caption",
+]
+_ANNOTATION_COLUMNS = [
+    "id",
+    "image_id",
+    "category_id",
+    "bbox",
+    "segmentation",
+    "keypoints",
+    "score",
+    "caption",
+]
+
+
+def _read_annotations(
+    con: duckdb.DuckDBPyConnection, path: str, collector: SkipCollector, *, results: bool
+) -> None:
+    paths = ", ".join(sql_string(p) for p in _ANNOTATION_KEYS)
+    fields = ", ".join(f"v[{i + 1}] AS {name}_j" for i, name in enumerate(_ANNOTATION_COLUMNS))
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE coco_ann AS
+        SELECT idx, j, json_type(j) AS jt, {fields},
+               json_type(v[5]) AS seg_t
+        FROM (SELECT idx, j, json_extract(j, [{paths}]) AS v FROM coco_ann)
+        """
+    )
+    seg_ok = (
+        "(segmentation_j IS NULL OR seg_t = 'NULL' OR "
+        "(seg_t = 'ARRAY' AND TRY_CAST(segmentation_j AS DOUBLE[][]) IS NOT NULL) OR "
+        "(seg_t = 'OBJECT' AND TRY_CAST(segmentation_j->'$.size' AS BIGINT[]) IS NOT NULL AND "
+        "len(TRY_CAST(segmentation_j->'$.size' AS BIGINT[])) = 2 AND "
+        "json_type(segmentation_j, '$.counts') IN ('VARCHAR', 'ARRAY')))"
+    )
+    checks = [
+        ("jt <> 'OBJECT'", "'expected an object, got ' || jt"),
+        (
+            "json_exists(j, '$.segments_info')",
+            "'COCO panoptic annotations (segments_info with PNG masks) are not supported'",
+        ),
+        ("image_id_j IS NULL", "'missing key \"image_id\"'"),
+        ("image_idx IS NULL", "'image_id ' || image_id_j::VARCHAR || ' matches no image'"),
+        (
+            "category_id_j IS NULL AND caption_j IS NULL",
+            "'missing key \"category_id\"'",
+        ),
+        (
+            "category_id_j IS NOT NULL AND cat_idx IS NULL AND caption_j IS NULL",
+            "'category_id ' || category_id_j::VARCHAR || ' matches no category'",
+        ),
+    ]
+    if not results:
+        checks += [
+            ("id_j IS NULL", "'missing key \"id\"'"),
+            (
+                "json_type(id_j) NOT IN ('UBIGINT', 'BIGINT', 'VARCHAR')",
+                "'\"id\" must be an integer or a string, got ' || id_j::VARCHAR",
+            ),
+            (
+                "same > 1 AND idx > first",
+                "'duplicate annotation id ' || id_j::VARCHAR || ' (first at annotations[' || first || '])'",
+            ),
+        ]
+    checks += [
+        (
+            "bbox_j IS NOT NULL AND (TRY_CAST(bbox_j AS DOUBLE[]) IS NULL OR len(TRY_CAST(bbox_j AS DOUBLE[])) <> 4)",
+            "'\"bbox\" must be 4 numbers [x, y, width, height], got ' || bbox_j::VARCHAR",
+        ),
+        (
+            "bbox_j IS NOT NULL AND (bbox_j->>'$[2]')::DOUBLE < 0 OR (bbox_j->>'$[3]')::DOUBLE < 0",
+            "'\"bbox\" has a negative width or height: ' || bbox_j::VARCHAR",
+        ),
+        (
+            f"NOT {seg_ok}",
+            "'\"segmentation\" must be a list of polygons or an RLE object {size, counts}, got ' || left(segmentation_j::VARCHAR, 80)",
+        ),
+        (
+            "seg_t = 'ARRAY' AND len(list_filter(TRY_CAST(segmentation_j AS DOUBLE[][]), lambda r: len(r) < 6 OR len(r) % 2 = 1)) > 0",
+            "'\"segmentation\" has a polygon with fewer than 3 points or an odd number of values'",
+        ),
+        (
+            "keypoints_j IS NOT NULL AND json_type(keypoints_j) <> 'NULL' AND (TRY_CAST(keypoints_j AS DOUBLE[]) IS NULL OR len(TRY_CAST(keypoints_j AS DOUBLE[])) % 3 <> 0)",
+            "'\"keypoints\" must be x, y, v triples, got ' || left(keypoints_j::VARCHAR, 80)",
+        ),
+        (
+            "score_j IS NOT NULL AND json_type(score_j) NOT IN ('UBIGINT', 'BIGINT', 'DOUBLE')",
+            "'\"score\" must be a number, got ' || score_j::VARCHAR",
+        ),
+        (
+            "caption_j IS NOT NULL AND json_type(caption_j) <> 'VARCHAR'",
+            "'\"caption\" must be a string, got ' || caption_j::VARCHAR",
+        ),
+        (
+            "(bbox_j IS NOT NULL OR seg_t = 'ARRAY' OR keypoints_j IS NOT NULL) AND (img_w IS NULL OR img_h IS NULL OR json_type(img_w) = 'NULL' OR json_type(img_h) = 'NULL')",
+            "'its image ' || image_id_j::VARCHAR || ' has no width/height, needed to normalize its geometry'",
+        ),
+        (
+            "seg_t = 'OBJECT' AND (TRY_CAST(segmentation_j->'$.size' AS BIGINT[])[1] <> (img_h->>'$')::DOUBLE OR TRY_CAST(segmentation_j->'$.size' AS BIGINT[])[2] <> (img_w->>'$')::DOUBLE)",
+            "'RLE size ' || (segmentation_j->'$.size')::VARCHAR || ' differs from its image (height ' || img_h::VARCHAR || ', width ' || img_w::VARCHAR || ')'",
+        ),
+    ]
+    bad = bad_rows(
+        con,
+        "(SELECT a.*, i.idx AS image_idx, i.w_j AS img_w, i.h_j AS img_h, c.idx AS cat_idx, "
+        "count(*) OVER (PARTITION BY a.id_j->>'$') AS same, "
+        "min(a.idx) OVER (PARTITION BY a.id_j->>'$') AS first "
+        "FROM coco_ann a LEFT JOIN coco_img i ON i.id_j->>'$' = a.image_id_j->>'$' "
+        "LEFT JOIN coco_cat c ON c.id_j->>'$' = a.category_id_j->>'$')",
+        checks,
+        path=path,
+        what="annotations",
+        collector=collector,
+    )
+    if bad:
+        con.execute(f"DELETE FROM coco_ann WHERE idx IN ({', '.join(map(str, bad))})")
+
+
+_REGION_DROPPED_KEYS = [
+    "id",
+    "image_id",
+    "category_id",
+    "bbox",
+    "segmentation",
+    "keypoints",
+    "score",
+    "caption",
+]
+
+
+def _assemble(
+    con: duckdb.DuckDBPyConnection, split: str | None, *, results: bool, metadata: dict
+) -> Tables:
+    split_sql = sql_string(split) if split is not None else "NULL"
+    tasks = con.sql(
+        f"""
+        SELECT id_j->>'$' AS task_id, name_j->>'$' AS uri,
+               annostore_asset_key(name_j->>'$') AS asset_key, NULL AS text,
+               (w_j->>'$')::DOUBLE::INTEGER AS width, (h_j->>'$')::DOUBLE::INTEGER AS height,
+               {split_sql} AS split,
+               {without_keys("j", ["id", "file_name", "width", "height"])} AS data
+        FROM coco_img ORDER BY idx
+        """
+    ).to_arrow_table()
+    suffix = "':prediction'" if results else "''"
+    kind = "'prediction'" if results else "'annotation'"
+    annotations = con.sql(
+        f"""
+        SELECT id_j->>'$' || {suffix} AS annotation_id, id_j->>'$' AS task_id, {kind} AS kind
+        FROM coco_img ORDER BY idx
+        """
+    ).to_arrow_table()
+    region_id = "(a.idx + 1)::VARCHAR" if results else "a.id_j->>'$'"
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE coco_reg AS
+        SELECT a.idx,
+            a.image_id_j->>'$' || {suffix} AS annotation_id,
+            {region_id} AS region_id,
+            CASE WHEN a.keypoints_j IS NOT NULL AND json_type(a.keypoints_j) <> 'NULL' THEN 'keypoints'
+                 WHEN a.seg_t = 'OBJECT' THEN 'mask'
+                 WHEN a.seg_t = 'ARRAY' AND json_array_length(a.segmentation_j) > 0 THEN 'polygon'
+                 WHEN a.bbox_j IS NOT NULL THEN 'bbox'
+                 WHEN a.caption_j IS NOT NULL THEN 'text'
+                 ELSE 'class' END AS type,
+            CASE WHEN a.caption_j IS NULL THEN c.name_j->>'$' END AS label,
+            (a.score_j->>'$')::DOUBLE AS score,
+            a.bbox_j::DOUBLE[] AS bbox, (i.w_j->>'$')::DOUBLE AS iw, (i.h_j->>'$')::DOUBLE AS ih,
+            CASE WHEN a.seg_t = 'ARRAY' THEN a.segmentation_j::DOUBLE[][] END AS rings,
+            CASE WHEN a.seg_t = 'OBJECT' THEN (a.segmentation_j->'$.size')::BIGINT[] END AS rle_size,
+            CASE WHEN a.seg_t = 'OBJECT' AND json_type(a.segmentation_j, '$.counts') = 'VARCHAR'
+                 THEN a.segmentation_j->>'$.counts' END AS rle_string,
+            CASE WHEN a.seg_t = 'OBJECT' AND json_type(a.segmentation_j, '$.counts') = 'ARRAY'
+                 THEN (a.segmentation_j->'$.counts')::BIGINT[] END AS rle_list,
+            CASE WHEN json_type(a.keypoints_j) = 'ARRAY' THEN a.keypoints_j::DOUBLE[] END AS kp,
+            a.caption_j->>'$' AS caption,
+            CASE WHEN a.caption_j IS NULL THEN {without_keys("a.j", _REGION_DROPPED_KEYS)}
+                 ELSE {without_keys("a.j", [k for k in _REGION_DROPPED_KEYS if k != "category_id"])}
+            END AS rest
+        FROM coco_ann a JOIN coco_img i ON i.id_j->>'$' = a.image_id_j->>'$'
+        LEFT JOIN coco_cat c ON c.id_j->>'$' = a.category_id_j->>'$'
+        """
+    )
+    # List-form RLE counts are rare (crowd regions): convert them to the compressed string
+    # the mask column holds, and remember the form in extra to write it back the same way.
+    listed = con.sql("SELECT idx, rle_list FROM coco_reg WHERE rle_list IS NOT NULL").fetchall()
+    if listed:
+        strings = pa.table(
+            {
+                "idx": pa.array([row[0] for row in listed], pa.int64()),
+                "counts": pa.array([coco_counts_to_string(row[1]) for row in listed], pa.string()),
+            }
+        )
+        con.register("coco_listed", strings)
+        con.execute(
+            "UPDATE coco_reg SET rle_string = l.counts FROM coco_listed l WHERE coco_reg.idx = l.idx"
+        )
+        con.unregister("coco_listed")
+    regions = con.sql(
+        f"""
+        WITH r AS (
+            SELECT *, bbox[1] / iw AS x, bbox[2] / ih AS y, bbox[3] / iw AS w, bbox[4] / ih AS h,
+                list_transform(rings, lambda ring: divided_xy(ring, iw, ih)) AS polygons,
+                divided_xyv(kp, iw, ih) AS keypoints,
+                CASE WHEN rle_size IS NOT NULL
+                     THEN {{'size': rle_size, 'counts': rle_string}} END AS mask
+            FROM coco_reg
+        )
+        SELECT annotation_id, region_id, type, label, score, x, y, w, h,
+               NULL::DOUBLE AS rotation, polygons, keypoints, mask,
+               NULL::BIGINT AS start, NULL::BIGINT AS "end", caption AS value,
+               NULL AS parent_id,
+               CASE WHEN rest IS NULL AND rle_list IS NULL THEN NULL ELSE
+                   json_merge_patch(
+                       coalesce(rest, '{{}}')::JSON,
+                       json_object(
+                           'counts_format', CASE WHEN rle_list IS NOT NULL THEN 'list' END,
+                           'area_geometry', CASE WHEN json_exists(rest, '$.area')
+                                                 THEN {_GEOMETRY_FINGERPRINT} END)
+                   )::VARCHAR END AS extra
+        FROM r ORDER BY idx
+        """
+    ).to_arrow_table()
+    labels = (
+        con.sql(
+            f"""
+        SELECT name_j->>'$' AS label, (id_j->>'$')::BIGINT AS label_id,
+               super_j->>'$' AS supercategory, NULL AS color,
+               CASE WHEN json_type(kp_j) = 'ARRAY' THEN kp_j::VARCHAR[] END AS keypoint_names,
+               CASE WHEN json_type(sk_j) = 'ARRAY' THEN sk_j::BIGINT[][] END AS skeleton,
+               {without_keys("j", ["id", "name", "supercategory", "keypoints", "skeleton"])}
+                   AS extra,
+               json_object('supercategory', json_type(super_j)) AS flags
+        FROM coco_cat ORDER BY idx
+        """
+        )
+        .to_arrow_table()
+        .drop_columns(["flags"])
+    )
+    return Tables(
+        tasks=tasks,
+        annotations=annotations,
+        regions=regions,
+        labels=labels,
+        metadata={"coco": metadata} if metadata else None,
+    )
+
+
+# ====================================================================== rendering
+
+_INTERNAL_EXTRA = ["area_geometry", "counts_format"]
+
+
+def render(
+    tables: Tables,
+    report: Report,
+    *,
+    policy: str = "latest",
+    annotator: str | None = None,
+    category_ids: str = "keep",
+    image_sizes: dict[str, tuple[int, int]] | None = None,
+) -> dict[str, bytes]:
+    """The four tables → COCO JSON bytes, keyed by output name ('' for one file; the
+    annotator's name under ``policy="all"``). Losses are counted in ``report``."""
+    with connection() as con:
+        install_number_macros(con)
+        register_tables(con, tables)
+        try:
+            return _render(con, tables, report, policy, annotator, category_ids, image_sizes or {})
+        finally:
+            unregister_tables(con)
+            for table in ("selected", "classes", "coco_out_img", "coco_out_reg", "coco_masks"):
+                con.execute(f"DROP TABLE IF EXISTS {table}")
+
+
+def _render(
+    con: duckdb.DuckDBPyConnection,
+    tables: Tables,
+    report: Report,
+    policy: str,
+    annotator: str | None,
+    category_ids: str,
+    image_sizes: dict[str, tuple[int, int]],
+) -> dict[str, bytes]:
+    metadata = dict(tables.metadata.get("coco", {}))
+    metadata.pop("coco_results", None)
+    image_labels = bool(metadata.pop("annostore_image_labels", False))
+    annotation_selection(con, report, policy, annotator)
+    geometry_labels(con, GEOMETRY_TYPES + (("class",) if image_labels else ()))
+    class_numbering(con, report, category_ids)
+    results = policy == "predictions"
+
+    # images: integer ids kept, any other ids numbered 1.. in task order
+    integer_ids = con.sql(
+        "SELECT coalesce(bool_and(regexp_full_match(task_id, '-?(0|[1-9][0-9]{0,17})')), TRUE) FROM tasks"
+    ).fetchall()[0][0]
+    if not integer_ids:
+        report.notes.append(
+            "task ids are not all integers: COCO image ids were numbered 1.. in task-id order"
+        )
+    sizes = pa.table(
+        {
+            "task_id": pa.array(list(image_sizes), pa.string()),
+            "sw": pa.array([s[0] for s in image_sizes.values()], pa.int32()),
+            "sh": pa.array([s[1] for s in image_sizes.values()], pa.int32()),
+        }
+    )
+    con.register("coco_sizes", sizes)
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE coco_out_img AS
+        SELECT t.task_id,
+               {"t.task_id::BIGINT" if integer_ids else "row_number() OVER (ORDER BY t.task_id)"} AS image_id,
+               coalesce(t.uri, t.task_id) AS file_name,
+               coalesce(t.width, s.sw)::DOUBLE AS iw, coalesce(t.height, s.sh)::DOUBLE AS ih,
+               t.data
+        FROM tasks t LEFT JOIN coco_sizes s USING (task_id)
+        """
+    )
+    con.unregister("coco_sizes")
+    missing = con.sql(
+        "SELECT task_id FROM coco_out_img WHERE iw IS NULL OR ih IS NULL ORDER BY task_id"
+    ).fetchall()
+    if missing:
+        raise AnnostoreError(
+            f"{len(missing)} tasks have no width/height (first: {missing[0][0]!r}); COCO needs "
+            "pixel sizes: pass image_root=<folder of the images> (--image-root) to read them "
+            "from the image headers"
+        )
+    unlabeled = con.sql("SELECT count(*) FROM tasks ANTI JOIN selected USING (task_id)").fetchall()[
+        0
+    ][0]
+    if not results:
+        report.approximate(
+            "tasks without an exported annotation written as images without annotations "
+            "(COCO cannot tell unlabeled from background)",
+            unlabeled,
+        )
+
+    # regions of the selected annotations, in pixels
+    shown_class = "'class'" if image_labels else "'-'"
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE coco_out_reg AS
+        WITH r AS (
+            SELECT r.*, s.grp, i.image_id, i.iw, i.ih, c.number AS category_id,
+                   row_number() OVER () AS ordinal
+            FROM regions r JOIN selected s USING (annotation_id)
+            JOIN coco_out_img i ON i.task_id = s.task_id
+            LEFT JOIN classes c ON c.label = r.label
+            WHERE r.type IN ('bbox', 'polygon', 'mask', 'keypoints', 'ellipse', 'text', {shown_class})
+        ),
+        px AS (
+            SELECT *,
+                scaled(x, iw) AS b_x, scaled(y, ih) AS b_y, scaled(w, iw) AS b_w, scaled(h, ih) AS b_h,
+                list_transform(polygons, lambda ring: scaled_xy(ring, iw, ih)) AS rings,
+                scaled_xyv(keypoints, iw, ih) AS kp,
+                coalesce(rotation, 0) % 360 <> 0 AS rotated
+            FROM r
+        )
+        SELECT *,
+            CASE
+                WHEN rotated AND type = 'ellipse' THEN [
+                    b_x + b_w / 2 - sqrt(pow(b_w / 2 * cos(radians(rotation)), 2) + pow(b_h / 2 * sin(radians(rotation)), 2)),
+                    b_y + b_h / 2 - sqrt(pow(b_w / 2 * sin(radians(rotation)), 2) + pow(b_h / 2 * cos(radians(rotation)), 2)),
+                    2 * sqrt(pow(b_w / 2 * cos(radians(rotation)), 2) + pow(b_h / 2 * sin(radians(rotation)), 2)),
+                    2 * sqrt(pow(b_w / 2 * sin(radians(rotation)), 2) + pow(b_h / 2 * cos(radians(rotation)), 2))]
+                WHEN rotated THEN [
+                    b_x + least(0, b_w * cos(radians(rotation)), b_w * cos(radians(rotation)) - b_h * sin(radians(rotation)), - b_h * sin(radians(rotation))),
+                    b_y + least(0, b_w * sin(radians(rotation)), b_w * sin(radians(rotation)) + b_h * cos(radians(rotation)), b_h * cos(radians(rotation))),
+                    greatest(0, b_w * cos(radians(rotation)), b_w * cos(radians(rotation)) - b_h * sin(radians(rotation)), - b_h * sin(radians(rotation)))
+                      - least(0, b_w * cos(radians(rotation)), b_w * cos(radians(rotation)) - b_h * sin(radians(rotation)), - b_h * sin(radians(rotation))),
+                    greatest(0, b_w * sin(radians(rotation)), b_w * sin(radians(rotation)) + b_h * cos(radians(rotation)), b_h * cos(radians(rotation)))
+                      - least(0, b_w * sin(radians(rotation)), b_w * sin(radians(rotation)) + b_h * cos(radians(rotation)), b_h * cos(radians(rotation)))]
+                WHEN b_x IS NOT NULL THEN [b_x, b_y, b_w, b_h]
+                WHEN rings IS NOT NULL AND len(rings) > 0 THEN [
+                    list_min(flatten(list_transform(rings, lambda g: list_filter(g, lambda v, i: i % 2 = 1)))),
+                    list_min(flatten(list_transform(rings, lambda g: list_filter(g, lambda v, i: i % 2 = 0)))),
+                    list_max(flatten(list_transform(rings, lambda g: list_filter(g, lambda v, i: i % 2 = 1))))
+                      - list_min(flatten(list_transform(rings, lambda g: list_filter(g, lambda v, i: i % 2 = 1)))),
+                    list_max(flatten(list_transform(rings, lambda g: list_filter(g, lambda v, i: i % 2 = 0))))
+                      - list_min(flatten(list_transform(rings, lambda g: list_filter(g, lambda v, i: i % 2 = 0))))]
+            END AS bbox,
+            {_GEOMETRY_FINGERPRINT} AS fingerprint,
+            extra->>'$.area_geometry' AS area_geometry
+        FROM px
+        """
+    )
+    # what COCO cannot hold
+    for what, condition in (
+        (
+            "rotated boxes written as their axis-aligned envelope (COCO bbox has no rotation)",
+            "type = 'bbox' AND rotated",
+        ),
+        ("ellipses written as their bounding box", "type = 'ellipse'"),
+        (
+            "transcriptions on shapes dropped (COCO annotations hold no text)",
+            "type <> 'text' AND value IS NOT NULL",
+        ),
+        (
+            "scores of human annotations dropped (COCO datasets hold no scores)",
+            "score IS NOT NULL" if not results else "FALSE",
+        ),
+        (
+            "captions dropped (a results file holds no captions)",
+            "type = 'text'" if results else "FALSE",
+        ),
+        (
+            "captions without text dropped",
+            "type = 'text' AND value IS NULL" if not results else "FALSE",
+        ),
+    ):
+        count = con.sql(f"SELECT count(*) FROM coco_out_reg WHERE {condition}").fetchall()[0][0]
+        if what.startswith("rotated") or what.startswith("ellipses"):
+            report.approximate(what, count)
+        else:
+            report.drop(what, count)
+    other = con.sql(
+        f"""
+        SELECT r.type, count(*) FROM regions r JOIN selected USING (annotation_id)
+        WHERE r.type NOT IN ('bbox', 'polygon', 'mask', 'keypoints', 'ellipse', 'text', {shown_class})
+        GROUP BY ALL ORDER BY ALL
+        """
+    ).fetchall()
+    for region_type, count in other:
+        report.drop(f"{region_type} regions (COCO has no place for them)", count)
+
+    # Masks need Python only for their area or a list-form counts (crowd regions are few).
+    masks = con.sql(
+        """
+        SELECT ordinal, mask.counts, (extra->>'$.counts_format') = 'list' AS as_list,
+               area_geometry IS DISTINCT FROM fingerprint AS needs_area
+        FROM coco_out_reg WHERE mask IS NOT NULL
+        """
+    ).fetchall()
+    mask_rows = []
+    for ordinal, counts, as_list, needs_area in masks:
+        values = coco_counts_from_string(counts) if (as_list or needs_area) else None
+        mask_rows.append(
+            (
+                ordinal,
+                json.dumps(values) if as_list else None,
+                float(sum(values[1::2])) if needs_area and values is not None else None,
+            )
+        )
+    con.register(
+        "coco_masks_arrow",
+        pa.table(
+            {
+                "ordinal": pa.array([m[0] for m in mask_rows], pa.int64()),
+                "counts_list": pa.array([m[1] for m in mask_rows], pa.string()),
+                "mask_area": pa.array([m[2] for m in mask_rows], pa.float64()),
+            }
+        ),
+    )
+    con.execute("CREATE OR REPLACE TEMP TABLE coco_masks AS SELECT * FROM coco_masks_arrow")
+    con.unregister("coco_masks_arrow")
+
+    integer_regions = con.sql(
+        """
+        SELECT coalesce(bool_and(regexp_full_match(region_id, '-?(0|[1-9][0-9]{0,17})')), TRUE)
+               AND count(DISTINCT region_id) = count(*)
+        FROM coco_out_reg WHERE type <> 'text' OR value IS NOT NULL
+        """
+    ).fetchall()[0][0]
+    if not integer_regions:
+        report.notes.append(
+            "region ids are not unique integers: COCO annotation ids were numbered 1.. per file"
+        )
+    region_id = (
+        "region_id::BIGINT"
+        if integer_regions
+        else "row_number() OVER (PARTITION BY grp ORDER BY image_id, annotation_id, region_id)"
+    )
+    shoelace = (
+        "list_sum(list_transform(rings, lambda g: abs(list_sum(list_transform("
+        "range(len(g) // 2), lambda k: g[2 * k + 1] * g[2 * ((k + 1) % (len(g) // 2)) + 2]"
+        " - g[2 * ((k + 1) % (len(g) // 2)) + 1] * g[2 * k + 2]))) / 2))"
+    )
+    region_json = merged_json_sql(
+        "extra",
+        [
+            ("id", region_id),
+            ("image_id", "image_id"),
+            ("category_id", "CASE WHEN type <> 'text' THEN category_id END"),
+            ("caption", "CASE WHEN type = 'text' THEN value END"),
+            ("bbox", "CASE WHEN type NOT IN ('text', 'class') THEN bbox END"),
+            (
+                "segmentation",
+                """CASE
+                    WHEN mask IS NOT NULL THEN json_object('size', mask.size,
+                        'counts', coalesce(m.counts_list::JSON, to_json(mask.counts)))
+                    WHEN rings IS NOT NULL THEN to_json(rings) END""",
+            ),
+            ("keypoints", "kp"),
+            (
+                "num_keypoints",
+                """CASE WHEN kp IS NOT NULL AND (area_geometry IS DISTINCT FROM fingerprint
+                                      OR (extra->'$.num_keypoints') IS NULL)
+                                 THEN len(list_filter(kp, lambda v, i: i % 3 = 0 AND v > 0)) END""",
+            ),
+            (
+                "area",
+                f"""CASE WHEN type IN ('text', 'class') OR area_geometry IS NOT DISTINCT FROM fingerprint THEN NULL
+                             WHEN mask IS NOT NULL THEN m.mask_area
+                             WHEN rings IS NOT NULL AND len(rings) > 0 THEN {shoelace}
+                             ELSE bbox[3] * bbox[4] END""",
+            ),
+            (
+                "iscrowd",
+                """CASE WHEN type NOT IN ('text', 'class') AND (extra->'$.iscrowd') IS NULL
+                                THEN CASE WHEN mask IS NOT NULL THEN 1 ELSE 0 END END""",
+            ),
+            ("score", f"CASE WHEN {'TRUE' if results else 'FALSE'} THEN score END"),
+        ],
+        drop=_INTERNAL_EXTRA,
+    )
+    body = con.sql(
+        f"""
+        SELECT grp, image_id, {region_json} AS text
+        FROM coco_out_reg LEFT JOIN coco_masks m USING (ordinal)
+        WHERE NOT (type = 'text' AND (value IS NULL OR {"TRUE" if results else "FALSE"}))
+        ORDER BY grp, image_id, {region_id}
+        """
+    ).to_arrow_table()
+    written = body.num_rows
+    report.counts["regions"] = written
+    images_json = (
+        con.sql(
+            f"""
+        SELECT {
+                merged_json_sql(
+                    "data",
+                    [
+                        ("id", "image_id"),
+                        ("file_name", "file_name"),
+                        ("width", "iw::BIGINT"),
+                        ("height", "ih::BIGINT"),
+                    ],
+                )
+            }
+        FROM coco_out_img ORDER BY image_id
+        """
+        )
+        .to_arrow_table()
+        .column(0)
+    )
+    report.counts["images"] = len(images_json)
+    categories = (
+        con.sql(
+            f"""
+        SELECT {
+                merged_json_sql(
+                    "extra",
+                    [
+                        ("id", "number"),
+                        ("name", "label"),
+                        ("supercategory", "supercategory"),
+                        ("keypoints", "keypoint_names"),
+                        ("skeleton", "skeleton"),
+                    ],
+                )
+            }
+        FROM classes ORDER BY number
+        """
+        )
+        .to_arrow_table()
+        .column(0)
+    )
+    report.counts["categories"] = len(categories)
+    if not metadata and "coco" not in tables.metadata:
+        metadata = {"info": {}, "licenses": []}
+
+    groups = sorted(set(body.column("grp").to_pylist())) if policy == "all" else [""]
+    outputs: dict[str, bytes] = {}
+    for group in groups:
+        rows = body.filter(pa.compute.equal(body.column("grp"), group)) if policy == "all" else body
+        annotations_text = _join(rows.column("text"))
+        if results:
+            outputs[group] = b"[" + annotations_text + b"]\n"
+            continue
+        head = b"".join(
+            json.dumps(key).encode()
+            + b": "
+            + json.dumps(value, ensure_ascii=False).encode()
+            + b",\n"
+            for key, value in metadata.items()
+        )
+        outputs[group] = (
+            b"{"
+            + head
+            + b'"images": ['
+            + _join(images_json)
+            + b"],\n"
+            + b'"annotations": ['
+            + annotations_text
+            + b"],\n"
+            + b'"categories": ['
+            + _join(categories)
+            + b"]}\n"
+        )
+    return outputs
+
+
+def _join(column: pa.ChunkedArray) -> bytes:
+    """JSON texts joined by commas, without a Python string per item."""
+    if len(column) == 0:
+        return b""
+    joined = pa.compute.binary_join(
+        pa.ListArray.from_arrays(pa.array([0, len(column)], pa.int32()), column.combine_chunks()),
+        ",\n",
+    )
+    return joined[0].as_buffer().to_pybytes()
