@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+from .convert import convert, detect_format, read, write
+from .converters import Report
 from .dataset import Dataset
 from .diff import Diff, TableDiff
 from .errors import (
@@ -47,6 +49,7 @@ __all__ = [
     "ParseError",
     "Problem",
     "QueryError",
+    "Report",
     "SchemaError",
     "Store",
     "TableDiff",
@@ -55,5 +58,9 @@ __all__ = [
     "VerifyReport",
     "Version",
     "__version__",
+    "convert",
+    "detect_format",
     "open",
+    "read",
+    "write",
 ]

@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from . import __version__
+from ._cli_convert import add_commands
 from ._output import chosen_format, output_options, render_record, render_rows
 from .dataset import Dataset
 from .errors import AnnostoreError
@@ -402,6 +403,9 @@ def demo_command(ctx: click.Context, dataset: str) -> None:
         f"labels added: {', '.join(summary['labels_added']) or 'none'}; "
         f"median IoU of moved boxes: {'none' if median_iou is None else f'{median_iou:.3f}'}"
     )
+
+
+add_commands(cli, _store, _dataset_and_ref, _author)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -16,7 +16,20 @@ from typing import Any
 
 from annostore.errors import UnknownFormatError
 
-__all__ = ["ENTRY_POINT_GROUP", "get", "known", "names", "register"]
+from ._base import ANNOTATION_POLICIES, CATEGORY_ID_POLICIES, Converter, Report, Skipped
+
+__all__ = [
+    "ANNOTATION_POLICIES",
+    "CATEGORY_ID_POLICIES",
+    "ENTRY_POINT_GROUP",
+    "Converter",
+    "Report",
+    "Skipped",
+    "get",
+    "known",
+    "names",
+    "register",
+]
 
 ENTRY_POINT_GROUP = "annostore.converters"
 

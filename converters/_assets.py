@@ -10,7 +10,11 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["image_size", "install_asset_macros"]
+import pyarrow.compute as pc
+
+from annostore.errors import AnnostoreError
+
+__all__ = ["file_image_size", "image_size", "image_sizes_from_headers", "install_asset_macros"]
 
 # URL-decoded; query string, Label Studio's local-files prefix and upload hash prefix removed.
 _ASSET_MACRO = r"""
@@ -138,3 +142,44 @@ def file_image_size(path: str, opener: Callable[[str], Any] = open) -> tuple[int
             return handle.read(size)
 
         return image_size(read)
+
+
+def image_sizes_from_headers(
+    tables: Any, image_root: str, report: Any
+) -> dict[str, tuple[int, int]]:
+    """Sizes of the tasks that lack a width or height, read from the headers of their
+    images (``uri`` relative to ``image_root``); tasks whose image cannot be found or
+    read are counted in ``report.notes`` and left out."""
+    from . import _io
+
+    tasks = tables.tasks
+    missing = tasks.filter(
+        pc.or_(pc.is_null(tasks.column("width")), pc.is_null(tasks.column("height")))
+    ).select(["task_id", "uri"])
+    if missing.num_rows == 0:
+        return {}
+    fs, root = _io.filesystem(image_root)
+    sizes: dict[str, tuple[int, int]] = {}
+    unreadable = 0
+    for task_id, uri in zip(
+        missing.column("task_id").to_pylist(), missing.column("uri").to_pylist(), strict=True
+    ):
+        if uri is None:
+            unreadable += 1
+            continue
+        try:
+            relative = _io.safe_relative(uri, source=image_root, location=task_id)
+        except AnnostoreError:
+            unreadable += 1
+            continue
+        try:
+            found = file_image_size(f"{root.rstrip('/')}/{relative}", fs.open)
+        except OSError:
+            found = None
+        if found:
+            sizes[task_id] = found
+        else:
+            unreadable += 1
+    if unreadable:
+        report.notes.append(f"{unreadable} images had no readable header under {image_root}")
+    return sizes

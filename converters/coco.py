@@ -26,7 +26,7 @@ from annostore.errors import AnnostoreError, ParseError
 from annostore.tables import Tables
 
 from . import _io
-from ._assets import install_asset_macros
+from ._assets import image_sizes_from_headers, install_asset_macros
 from ._base import CATEGORY_ID_POLICIES, Converter, Report, SkipCollector
 from ._numbers import install_number_macros
 from ._rle import coco_counts_from_string, coco_counts_to_string
@@ -114,10 +114,14 @@ class CocoConverter(Converter):
         policy: str = "latest",
         annotator: str | None = None,
         category_ids: str = "keep",
+        image_root: str | None = None,
         overwrite: bool = False,
         **options: Any,
     ) -> Report:
-        """Write a COCO file (a results file under ``policy="predictions"``)."""
+        """Write a COCO file (a results file under ``policy="predictions"``).
+
+        COCO holds pixels: tasks without a width and height get them from the headers of
+        their images under ``image_root`` (their ``uri`` relative to it)."""
         if options:
             raise TypeError(f"unknown COCO write options: {', '.join(sorted(options))}")
         if category_ids not in CATEGORY_ID_POLICIES:
@@ -127,8 +131,14 @@ class CocoConverter(Converter):
         report = Report(
             self.name, "write", options={"policy": policy, "category_ids": category_ids}
         )
+        sizes = image_sizes_from_headers(tables, image_root, report) if image_root else {}
         rendered = render(
-            tables, report, policy=policy, annotator=annotator, category_ids=category_ids
+            tables,
+            report,
+            policy=policy,
+            annotator=annotator,
+            category_ids=category_ids,
+            image_sizes=sizes,
         )
         report.check_strict(strict)
         if policy == "all":
@@ -447,7 +457,23 @@ def _read_annotations(
             "'\"bbox\" must be 4 numbers [x, y, width, height], got ' || bbox_j::VARCHAR",
         ),
         (
-            "bbox_j IS NOT NULL AND (bbox_j->>'$[2]')::DOUBLE < 0 OR (bbox_j->>'$[3]')::DOUBLE < 0",
+            "bbox_j IS NOT NULL AND NOT list_bool_and(list_transform(bbox_j::DOUBLE[], lambda v: isfinite(v)))",
+            "'\"bbox\" holds a value that is not a finite number: ' || bbox_j::VARCHAR",
+        ),
+        (
+            "seg_t = 'ARRAY' AND NOT coalesce(list_bool_and(list_transform(flatten(segmentation_j::DOUBLE[][]), lambda v: isfinite(v))), TRUE)",
+            "'\"segmentation\" holds a value that is not a finite number'",
+        ),
+        (
+            "json_type(keypoints_j) = 'ARRAY' AND TRY_CAST(keypoints_j AS DOUBLE[]) IS NOT NULL AND NOT coalesce(list_bool_and(list_transform(keypoints_j::DOUBLE[], lambda v: isfinite(v))), TRUE)",
+            "'\"keypoints\" holds a value that is not a finite number'",
+        ),
+        (
+            "score_j IS NOT NULL AND json_type(score_j) = 'DOUBLE' AND NOT isfinite(score_j::DOUBLE)",
+            "'\"score\" is not a finite number: ' || score_j::VARCHAR",
+        ),
+        (
+            "bbox_j IS NOT NULL AND ((bbox_j->>'$[2]')::DOUBLE < 0 OR (bbox_j->>'$[3]')::DOUBLE < 0)",
             "'\"bbox\" has a negative width or height: ' || bbox_j::VARCHAR",
         ),
         (

@@ -124,3 +124,18 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 settings.load_profile("ci")
+
+
+CORPUS = Path(
+    os.environ.get(
+        "ANNOSTORE_CORPUS", Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
+    )
+)
+
+
+@pytest.fixture(scope="session")
+def corpus() -> Path:
+    """The shared real-world corpus (``../shared/corpus``, or ``$ANNOSTORE_CORPUS``); read-only."""
+    if not CORPUS.is_dir():
+        pytest.fail(f"the shared corpus is missing at {CORPUS}; set ANNOSTORE_CORPUS")
+    return CORPUS
