@@ -36,6 +36,7 @@ ENTRY_POINT_GROUP = "annostore.converters"
 #: name → "module:attr" (relative modules are inside annostore.converters)
 _BUILTIN: dict[str, str] = {
     "coco": ".coco:converter",
+    "yolo": ".yolo:converter",
 }
 
 _registry: dict[str, str | Any] = dict(sorted(_BUILTIN.items()))

@@ -39,7 +39,7 @@ def filesystem(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
     return fs, path
 
 
-def _is_local(fs: fsspec.AbstractFileSystem) -> bool:
+def is_local(fs: fsspec.AbstractFileSystem) -> bool:
     return isinstance(fs, LocalFileSystem)
 
 
@@ -97,7 +97,7 @@ def _prepare_target(url: str, overwrite: bool) -> tuple[fsspec.AbstractFileSyste
 def atomic_file(url: str, *, overwrite: bool = False) -> Iterator[str]:
     """A local temporary file path to write; it becomes ``url`` when the block succeeds."""
     fs, path = _prepare_target(url, overwrite)
-    if _is_local(fs):
+    if is_local(fs):
         folder = os.path.dirname(os.path.abspath(path)) or "."
         os.makedirs(folder, exist_ok=True)
         handle, temp = tempfile.mkstemp(prefix=".annostore-", suffix=".part", dir=folder)
@@ -121,7 +121,7 @@ def atomic_file(url: str, *, overwrite: bool = False) -> Iterator[str]:
 def atomic_folder(url: str, *, overwrite: bool = False) -> Iterator[str]:
     """A local temporary folder to fill; it becomes ``url`` when the block succeeds."""
     fs, path = _prepare_target(url, overwrite)
-    if _is_local(fs):
+    if is_local(fs):
         target = os.path.abspath(path)
         parent = os.path.dirname(target)
         os.makedirs(parent, exist_ok=True)

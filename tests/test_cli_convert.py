@@ -68,8 +68,15 @@ def test_convert_strict_fails_and_writes_nothing(run, tmp_path):
     assert "skipped: " in result.stderr and (tmp_path / "out.json").exists()
     (tmp_path / "out.json").unlink()
     result = run(
-        "convert", str(source), str(tmp_path / "o.json"), "--to", "coco", "--errors", "skip",
-        "--strict", expect=1,
+        "convert",
+        str(source),
+        str(tmp_path / "o.json"),
+        "--to",
+        "coco",
+        "--errors",
+        "skip",
+        "--strict",
+        expect=1,
     )
     assert "would lose data" in result.stderr and not (tmp_path / "o.json").exists()
 
