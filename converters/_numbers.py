@@ -6,7 +6,8 @@ Writers must undo it so that reading the written file gives back exactly the sam
 place off. The SQL macros below try the naive result and its two float neighbours, keep
 those that map back to exactly the stored value, and print the one with the shortest
 decimal text — which is the number the source file held (``123.45``, not
-``123.45000000000002``). DuckDB prints doubles as the shortest text that reads back as the
+``123.45000000000002``). Where no float maps back exactly (a value that came from another
+format), the shortest text of the three is printed. DuckDB prints doubles as the shortest text that reads back as the
 same double, so writers never lose digits and never print float32 noise.
 """
 
@@ -23,7 +24,11 @@ CREATE OR REPLACE TEMP MACRO _annostore_pick(c0, c1, c2, ok0, ok1, ok2) AS
                  AND (NOT ok2 OR length(c0::VARCHAR) <= length(c2::VARCHAR)) THEN c0
         WHEN ok1 AND (NOT ok2 OR length(c1::VARCHAR) <= length(c2::VARCHAR)) THEN c1
         WHEN ok2 THEN c2
-        ELSE c0
+        -- no float maps back exactly (a value no file of this format could hold):
+        -- the shortest text of the three, 0.3 rather than 0.30000000000000004
+        WHEN length(c0::VARCHAR) <= length(c1::VARCHAR) AND length(c0::VARCHAR) <= length(c2::VARCHAR) THEN c0
+        WHEN length(c1::VARCHAR) <= length(c2::VARCHAR) THEN c1
+        ELSE c2
     END;
 -- the number c with c / scale = v exactly (pixels from a normalized value)
 CREATE OR REPLACE TEMP MACRO scaled(v, scale) AS

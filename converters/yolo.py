@@ -827,25 +827,33 @@ def render(
                 con.execute(f"DROP TABLE IF EXISTS {table}")
 
 
-def _image_out_sql(t: str = "t.") -> str:
-    """SQL: where a task's image goes in the output folder. A relative path keeps its place
-    (so Darknet layouts stay Darknet layouts); a URL or an absolute path goes to
-    ``images/<split>/<name>``."""
-    return rf"""
-        CASE
-            WHEN {t}uri IS NOT NULL AND NOT contains({t}uri, '://') AND NOT starts_with({t}uri, '/')
-            THEN {t}uri
-            ELSE 'images/' || coalesce({t}split || '/', '') ||
-                 regexp_replace(coalesce(regexp_replace({t}uri, '[?#].*$', ''), {t}task_id), '^.*/', '')
-        END
-    """
+def _image_out_sql(t: str = "t.", keep_layout: bool = False) -> str:
+    """SQL: where a task's image goes in the output folder. Read from YOLO
+    (``keep_layout``), a relative path keeps its place, so Darknet layouts stay as they
+    were; otherwise a relative path with an ``images/`` folder keeps its place, another
+    relative path goes under ``images/<split>/``, and a URL or an absolute path becomes
+    ``images/<split>/<file name>``."""
+    relative = (
+        f"({t}uri IS NOT NULL AND NOT contains({t}uri, '://') AND NOT starts_with({t}uri, '/'))"
+    )
+    under_images = f"'images/' || coalesce({t}split || '/', '')"
+    name = (
+        f"regexp_replace(coalesce(regexp_replace(coalesce({t}asset_key, {t}uri), '[?#].*$', ''), "
+        f"{t}task_id), '^.*/', '')"
+    )
+    if keep_layout:
+        return f"CASE WHEN {relative} THEN {t}uri ELSE {under_images} || {name} END"
+    return (
+        f"CASE WHEN {relative} AND contains('/' || {t}uri, '/images/') THEN {t}uri "
+        f"WHEN {relative} THEN {under_images} || {t}uri ELSE {under_images} || {name} END"
+    )
 
 
-def _label_file_sql(t: str = "t.") -> str:
+def _label_file_sql(t: str = "t.", keep_layout: bool = False) -> str:
     """SQL: a task's label file in the output folder (Ultralytics' image → label rule)."""
     return rf"""
         ltrim(regexp_replace(
-            regexp_replace('/' || ({_image_out_sql(t)}), '^(.*)/images/', '\1/labels/'),
+            regexp_replace('/' || ({_image_out_sql(t, keep_layout)}), '^(.*)/images/', '\1/labels/'),
             '\.[^./]*$', '') || '.txt', '/')
     """
 
@@ -862,6 +870,7 @@ def _render(
     annotation_selection(con, report, policy, annotator)
     geometry_labels(con)
     _class_indexes(con, report, from_yolo="yolo" in tables.metadata)
+    keep = "yolo" in tables.metadata
     predictions = policy == "predictions"
     sizes = pa.table(
         {
@@ -895,7 +904,7 @@ def _render(
                c.class_index AS class,
                coalesce(r.rotation, 0) % 360 <> 0 AS rotated,
                coalesce(TRY_CAST(r.extra->>'$.iscrowd' AS BIGINT), 0) = 1 AS crowd,
-               {_label_file_sql()} AS label_file
+               {_label_file_sql(keep_layout=keep)} AS label_file
         FROM regions r JOIN selected s USING (annotation_id)
         JOIN tasks t ON t.task_id = s.task_id
         LEFT JOIN yolo_sizes z ON z.task_id = t.task_id
@@ -963,14 +972,14 @@ def _render(
     # annotated tasks without regions get an empty file (a background image)
     empty = con.sql(
         f"""
-        SELECT DISTINCT s.grp, {_label_file_sql()} AS label_file
+        SELECT DISTINCT s.grp, {_label_file_sql(keep_layout=keep)} AS label_file
         FROM selected s JOIN tasks t USING (task_id)
         """
     ).fetchall()
     paths_used = con.sql(
         f"""
         SELECT label_file, count(DISTINCT task_id) AS n, min(task_id), max(task_id)
-        FROM (SELECT t.task_id, {_label_file_sql()} AS label_file FROM selected s JOIN tasks t USING (task_id))
+        FROM (SELECT t.task_id, {_label_file_sql(keep_layout=keep)} AS label_file FROM selected s JOIN tasks t USING (task_id))
         GROUP BY label_file HAVING n > 1 LIMIT 1
         """
     ).fetchall()
@@ -992,7 +1001,7 @@ def _render(
     names = dict(con.sql("SELECT class_index, label FROM classes ORDER BY class_index").fetchall())
     listed = con.sql(
         f"""
-        SELECT coalesce(split, '') AS split, list({_image_out_sql()} ORDER BY {_image_out_sql()}) AS images
+        SELECT coalesce(split, '') AS split, list({_image_out_sql(keep_layout=keep)} ORDER BY {_image_out_sql(keep_layout=keep)}) AS images
         FROM tasks t GROUP BY ALL ORDER BY ALL
         """
     ).fetchall()
@@ -1017,7 +1026,7 @@ def _render(
         "regions": sum(content.count(b"\n") for content in files.values()),
     }
     images = con.sql(
-        f"SELECT uri, {_image_out_sql()} FROM tasks t WHERE uri IS NOT NULL ORDER BY 2"
+        f"SELECT uri, {_image_out_sql(keep_layout=keep)} FROM tasks t WHERE uri IS NOT NULL ORDER BY 2"
     ).fetchall()
     return output, images
 
@@ -1138,10 +1147,12 @@ def _line_sql(variant: str, predictions: bool, keypoint_dims: int = 3) -> str:
             f"class::VARCHAR || ' ' || array_to_string(list_transform({ring}, {text}), ' '){conf}"
         )
     if variant == "pose":
-        kept = (
-            "keypoints" if keypoint_dims == 3 else "list_filter(keypoints, lambda v, i: i % 3 <> 0)"
-        )
-        points = f"array_to_string(list_transform({kept}, {text}), ' ')"
+        if keypoint_dims == 3:  # visibility is an integer flag
+            as_text = "lambda v, i: CASE WHEN i % 3 = 0 THEN v::BIGINT::VARCHAR ELSE v::VARCHAR END"
+            points = f"array_to_string(list_transform(keypoints, {as_text}), ' ')"
+        else:
+            kept = "list_filter(keypoints, lambda v, i: i % 3 <> 0)"
+            points = f"array_to_string(list_transform({kept}, {text}), ' ')"
         return f"class::VARCHAR || ' ' || {centre} || ' ' || {points}{conf}"
     # obb: four corners, clockwise from the box's corner, computed in pixels
     cos, sin = "cos(radians(coalesce(rotation, 0)))", "sin(radians(coalesce(rotation, 0)))"
