@@ -38,7 +38,7 @@ def label_lines(folder: Path) -> dict[str, list[tuple[float, ...]]]:
 @pytest.mark.parametrize("name", CORPUS_FOLDERS)
 def test_corpus_folders_survive_a_round_trip(corpus: Path, tmp_path: Path, name: str) -> None:
     source = corpus / name
-    tables, read_report = annostore.read(source, "yolo")
+    tables, _ = annostore.read(source, "yolo")
     report = annostore.write(tables, tmp_path / "out", "yolo")
     assert report.lossless, report.to_dict()
     assert label_lines(tmp_path / "out") == label_lines(source)
@@ -192,7 +192,7 @@ def test_coco_ids_are_not_class_indexes_and_crowds_are_not_boxes(tmp_path: Path)
         tmp_path / "in.json", tmp_path / "seg", to="yolo", variant="segment"
     )
     (two_part,) = [
-        l for l in (tmp_path / "seg/labels/a.txt").read_text().splitlines() if l.count(" ") > 9
+        x for x in (tmp_path / "seg/labels/a.txt").read_text().splitlines() if x.count(" ") > 9
     ]
     assert len(two_part.split()) == 1 + 12  # one object, both rings: not split into two
     assert segment.approximated["multi-part polygons joined into one ring per object"] == 1
@@ -275,7 +275,11 @@ def test_classify_folders(tmp_path: Path) -> None:
     regions = {r["annotation_id"]: r["label"] for r in tables.regions.to_pylist()}
     assert regions == {"train/cat/1": "cat", "train/dog/2": "dog", "val/cat/3": "cat"}
     assert dict(
-        zip(tables.tasks.column("task_id").to_pylist(), tables.tasks.column("split").to_pylist())
+        zip(
+            tables.tasks.column("task_id").to_pylist(),
+            tables.tasks.column("split").to_pylist(),
+            strict=True,
+        )
     ) == {"train/cat/1": "train", "train/dog/2": "train", "val/cat/3": "val"}
 
 
