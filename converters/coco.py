@@ -38,7 +38,14 @@ from ._selection import (
     register_tables,
     unregister_tables,
 )
-from ._sqljson import bad_rows, load_document, merged_json_sql, sql_string, without_keys
+from ._sqljson import (
+    bad_rows,
+    json_object_sql,
+    load_document,
+    merged_json_sql,
+    sql_string,
+    without_keys,
+)
 
 __all__ = ["CocoConverter", "converter"]
 
@@ -601,6 +608,37 @@ def _assemble(
             "UPDATE coco_reg SET rle_string = l.counts FROM coco_listed l WHERE coco_reg.idx = l.idx"
         )
         con.unregister("coco_listed")
+    # Pixel values the writer's scaled() would not give back exactly (about 1 % of
+    # full-precision values) are kept as written, so COCO → store → COCO keeps every digit.
+    exact = json_object_sql(
+        [
+            (
+                "bbox",
+                "CASE WHEN [scaled(x, iw), scaled(y, ih), scaled(w, iw), scaled(h, ih)] "
+                "IS DISTINCT FROM bbox THEN bbox END",
+            ),
+            (
+                "segmentation",
+                "CASE WHEN list_transform(polygons, lambda ring: scaled_xy(ring, iw, ih)) "
+                "IS DISTINCT FROM rings THEN rings END",
+            ),
+            (
+                "keypoints",
+                "CASE WHEN scaled_xyv(keypoints, iw, ih) IS DISTINCT FROM kp THEN kp END",
+            ),
+        ]
+    )
+    extra_sql = merged_json_sql(
+        "rest",
+        [
+            ("counts_format", "CASE WHEN rle_list IS NOT NULL THEN 'list' END"),
+            (
+                "area_geometry",
+                f"CASE WHEN json_exists(rest, '$.area') THEN {_GEOMETRY_FINGERPRINT} END",
+            ),
+            ("exact", f"nullif({exact}, '{{}}')::JSON"),
+        ],
+    )
     regions = con.sql(
         f"""
         WITH r AS (
@@ -615,14 +653,7 @@ def _assemble(
                NULL::DOUBLE AS rotation, polygons, keypoints, mask,
                NULL::BIGINT AS start, NULL::BIGINT AS "end", caption AS value,
                NULL AS parent_id,
-               CASE WHEN rest IS NULL AND rle_list IS NULL THEN NULL ELSE
-                   json_merge_patch(
-                       coalesce(rest, '{{}}')::JSON,
-                       json_object(
-                           'counts_format', CASE WHEN rle_list IS NOT NULL THEN 'list' END,
-                           'area_geometry', CASE WHEN json_exists(rest, '$.area')
-                                                 THEN {_GEOMETRY_FINGERPRINT} END)
-                   )::VARCHAR END AS extra
+               nullif({extra_sql}, '{{}}') AS extra
         FROM r ORDER BY idx
         """
     ).to_arrow_table()
@@ -653,7 +684,7 @@ def _assemble(
 
 # ====================================================================== rendering
 
-_INTERNAL_EXTRA = ["area_geometry", "counts_format"]
+_INTERNAL_EXTRA = ["area_geometry", "counts_format", "exact"]
 
 
 def render(
@@ -755,13 +786,31 @@ def _render(
             LEFT JOIN classes c ON c.label = r.label
             WHERE r.type IN ('bbox', 'polygon', 'mask', 'keypoints', 'ellipse', 'text', {shown_class})
         ),
+        kept AS (
+            -- pixel values kept as read where scaled() would not give them back; used
+            -- only while they still match the geometry
+            SELECT *,
+                TRY_CAST(extra->'$.exact.bbox' AS DOUBLE[]) AS ex_bbox,
+                TRY_CAST(extra->'$.exact.segmentation' AS DOUBLE[][]) AS ex_seg,
+                TRY_CAST(extra->'$.exact.keypoints' AS DOUBLE[]) AS ex_kp
+            FROM r
+        ),
         px AS (
             SELECT *,
-                scaled(x, iw) AS b_x, scaled(y, ih) AS b_y, scaled(w, iw) AS b_w, scaled(h, ih) AS b_h,
-                list_transform(polygons, lambda ring: scaled_xy(ring, iw, ih)) AS rings,
-                scaled_xyv(keypoints, iw, ih) AS kp,
+                CASE WHEN ex_bbox_ok THEN ex_bbox[1] ELSE scaled(x, iw) END AS b_x,
+                CASE WHEN ex_bbox_ok THEN ex_bbox[2] ELSE scaled(y, ih) END AS b_y,
+                CASE WHEN ex_bbox_ok THEN ex_bbox[3] ELSE scaled(w, iw) END AS b_w,
+                CASE WHEN ex_bbox_ok THEN ex_bbox[4] ELSE scaled(h, ih) END AS b_h,
+                CASE WHEN ex_seg IS NOT NULL
+                          AND list_transform(ex_seg, lambda ring: divided_xy(ring, iw, ih)) = polygons
+                     THEN ex_seg
+                     ELSE list_transform(polygons, lambda ring: scaled_xy(ring, iw, ih)) END AS rings,
+                CASE WHEN ex_kp IS NOT NULL AND divided_xyv(ex_kp, iw, ih) = keypoints THEN ex_kp
+                     ELSE scaled_xyv(keypoints, iw, ih) END AS kp,
                 coalesce(rotation, 0) % 360 <> 0 AS rotated
-            FROM r
+            FROM (SELECT *, coalesce(ex_bbox IS NOT NULL AND len(ex_bbox) = 4 AND
+                      [ex_bbox[1] / iw, ex_bbox[2] / ih, ex_bbox[3] / iw, ex_bbox[4] / ih] = [x, y, w, h],
+                      FALSE) AS ex_bbox_ok FROM kept)
         )
         SELECT *,
             CASE

@@ -13,8 +13,7 @@ pixels = st.one_of(
     st.decimals(0, 4000, places=2, allow_nan=False, allow_infinity=False).map(float),
     st.decimals(0, 4000, places=6, allow_nan=False, allow_infinity=False).map(float),
 )
-# Any float at all: a normalized float64 cannot always tell two 17-digit neighbours apart,
-# so with these only the tables (not the file's digits) are compared.
+# Any float at all, as converters that print every digit write them.
 any_pixels = st.floats(0, 4000, allow_nan=False, allow_infinity=False)
 names = st.text(min_size=1, max_size=10)
 
