@@ -36,6 +36,7 @@ ENTRY_POINT_GROUP = "annostore.converters"
 #: name → "module:attr" (relative modules are inside annostore.converters)
 _BUILTIN: dict[str, str] = {
     "coco": ".coco:converter",
+    "label-studio": ".label_studio:converter",
     "yolo": ".yolo:converter",
 }
 

@@ -71,26 +71,28 @@ def bad_rows(
     what: str,
     collector: SkipCollector,
     label: str = "idx",
+    location: str | None = None,
 ) -> list[int]:
     """Positions of the rows of ``table`` failing any check, reported to ``collector``.
 
     ``checks`` are (condition, message) SQL pairs, tried in order; a row fails at the
     first condition that is true. Under ``errors="raise"`` the first bad row raises.
-    Locations read ``<what>[<position>]``.
+    Locations read ``<what>[<position>]``, or whatever the SQL ``location`` gives.
     """
     if not checks:
         return []
     cases = " ".join(f"WHEN {condition} THEN {message}" for condition, message in checks)
+    where = location or f"{sql_string(what + '[')} || {label} || ']'"
     query = (
-        f"SELECT {label}, msg FROM (SELECT {label}, CASE {cases} END AS msg FROM {table}) "
-        f"WHERE msg IS NOT NULL ORDER BY {label}"
+        f"SELECT {label}, msg, loc FROM (SELECT {label}, CASE {cases} END AS msg, "
+        f"{where} AS loc FROM {table}) WHERE msg IS NOT NULL ORDER BY {label}"
     )
     if collector.errors == "raise":
         query += " LIMIT 1"
     rows: list[Any] = con.sql(query).fetchall()
-    for position, message in rows:
-        collector.bad(path, f"{what}[{position}]", message)
-    return [position for position, _ in rows]
+    for _, message, place in rows:
+        collector.bad(path, place, message)
+    return [position for position, _, _ in rows]
 
 
 def json_object_sql(pairs: Sequence[tuple[str, str]]) -> str:
