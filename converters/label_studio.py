@@ -25,7 +25,7 @@ import duckdb
 import pyarrow as pa
 
 from annostore._sql import connection
-from annostore.errors import AnnostoreError, ParseError
+from annostore.errors import ParseError
 from annostore.tables import Tables
 
 from . import _io
