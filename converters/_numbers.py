@@ -20,51 +20,44 @@ from typing import Any
 __all__ = ["install_number_macros"]
 
 _MACROS = """
-CREATE OR REPLACE TEMP MACRO _annostore_short(c) AS length(c::VARCHAR) <= 16;
-CREATE OR REPLACE TEMP MACRO _annostore_pick(c0, c1, c2, ok0, ok1, ok2) AS
-    CASE
-        -- a candidate that maps back and reads like a decimal someone wrote (123.45)
-        WHEN ok0 AND _annostore_short(c0) THEN c0
-        WHEN ok1 AND _annostore_short(c1)
-             AND NOT (ok2 AND _annostore_short(c2) AND length(c2::VARCHAR) < length(c1::VARCHAR)) THEN c1
-        WHEN ok2 AND _annostore_short(c2) THEN c2
-        -- full-precision values: the plain product when it maps back
-        WHEN ok0 THEN c0
-        WHEN ok1 THEN c1
-        WHEN ok2 THEN c2
-        -- no float maps back exactly (a value no file of this format could hold):
-        -- the shortest text of the three, 0.3 rather than 0.30000000000000004
-        WHEN length(c0::VARCHAR) <= length(c1::VARCHAR) AND length(c0::VARCHAR) <= length(c2::VARCHAR) THEN c0
-        WHEN length(c1::VARCHAR) <= length(c2::VARCHAR) THEN c1
-        ELSE c2
-    END;
+-- Each value is bound once (a one-element list_transform is a let-binding): macros expand
+-- their arguments textually, and without this a nested call grows exponentially.
+CREATE OR REPLACE TEMP MACRO _annostore_choose(cs, ok) AS
+    list_transform([list_transform(cs, lambda c: length(c::VARCHAR))], lambda n:
+        CASE
+            -- a candidate that maps back and reads like a decimal someone wrote (123.45)
+            WHEN ok[1] AND n[1] <= 16 THEN cs[1]
+            WHEN ok[2] AND n[2] <= 16 AND NOT (ok[3] AND n[3] < n[2]) THEN cs[2]
+            WHEN ok[3] AND n[3] <= 16 THEN cs[3]
+            -- full-precision values: the plain result when it maps back
+            WHEN ok[1] THEN cs[1]
+            WHEN ok[2] THEN cs[2]
+            WHEN ok[3] THEN cs[3]
+            -- no float maps back exactly (a value no file of this format could hold):
+            -- the shortest text of the three, 0.3 rather than 0.30000000000000004
+            WHEN n[1] <= n[2] AND n[1] <= n[3] THEN cs[1]
+            WHEN n[2] <= n[3] THEN cs[2]
+            ELSE cs[3]
+        END)[1];
+CREATE OR REPLACE TEMP MACRO _annostore_around(c) AS
+    [c, nextafter(c, 'inf'::DOUBLE), nextafter(c, '-inf'::DOUBLE)];
 -- the number c with c / scale = v exactly (pixels from a normalized value)
 CREATE OR REPLACE TEMP MACRO scaled(v, scale) AS
-    CASE
-        WHEN v IS NULL OR scale IS NULL THEN NULL
-        WHEN (v * scale) / scale = v AND _annostore_short(v * scale) THEN v * scale
-        ELSE _annostore_pick(
-            v * scale,
-            nextafter(v * scale, 'inf'::DOUBLE),
-            nextafter(v * scale, '-inf'::DOUBLE),
-            (v * scale) / scale = v,
-            nextafter(v * scale, 'inf'::DOUBLE) / scale = v,
-            nextafter(v * scale, '-inf'::DOUBLE) / scale = v)
-    END;
+    list_transform([{'v': v::DOUBLE, 's': scale::DOUBLE}], lambda p:
+        CASE WHEN p.v IS NULL OR p.s IS NULL THEN NULL
+             -- the common case, without building candidate lists
+             WHEN (p.v * p.s) / p.s = p.v AND length((p.v * p.s)::VARCHAR) <= 16 THEN p.v * p.s
+             ELSE list_transform([_annostore_around(p.v * p.s)], lambda cs:
+                 _annostore_choose(cs, list_transform(cs, lambda c: c / p.s = p.v)))[1]
+        END)[1];
 -- the centre c with c - size / 2 = corner exactly (YOLO's cx from the canonical x)
 CREATE OR REPLACE TEMP MACRO centre(corner, size) AS
-    CASE
-        WHEN corner IS NULL OR size IS NULL THEN NULL
-        WHEN (corner + size / 2) - size / 2 = corner
-             AND _annostore_short(corner + size / 2) THEN corner + size / 2
-        ELSE _annostore_pick(
-            corner + size / 2,
-            nextafter(corner + size / 2, 'inf'::DOUBLE),
-            nextafter(corner + size / 2, '-inf'::DOUBLE),
-            (corner + size / 2) - size / 2 = corner,
-            nextafter(corner + size / 2, 'inf'::DOUBLE) - size / 2 = corner,
-            nextafter(corner + size / 2, '-inf'::DOUBLE) - size / 2 = corner)
-    END;
+    list_transform([{'v': corner::DOUBLE, 'h': size::DOUBLE / 2}], lambda p:
+        CASE WHEN p.v IS NULL OR p.h IS NULL THEN NULL
+             WHEN (p.v + p.h) - p.h = p.v AND length((p.v + p.h)::VARCHAR) <= 16 THEN p.v + p.h
+             ELSE list_transform([_annostore_around(p.v + p.h)], lambda cs:
+                 _annostore_choose(cs, list_transform(cs, lambda c: c - p.h = p.v)))[1]
+        END)[1];
 -- a flat list of x, y pairs scaled by (sx, sy)
 CREATE OR REPLACE TEMP MACRO scaled_xy(points, sx, sy) AS
     list_transform(range(len(points)),

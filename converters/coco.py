@@ -636,27 +636,35 @@ def _assemble(
                 "area_geometry",
                 f"CASE WHEN json_exists(rest, '$.area') THEN {_GEOMETRY_FINGERPRINT} END",
             ),
-            ("exact", f"nullif({exact}, '{{}}')::JSON"),
+            ("exact", "nullif(exact_values, '{}')::JSON"),
         ],
     )
-    regions = con.sql(
-        f"""
-        WITH r AS (
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE coco_norm AS
             SELECT *, bbox[1] / iw AS x, bbox[2] / ih AS y, bbox[3] / iw AS w, bbox[4] / ih AS h,
                 list_transform(rings, lambda ring: divided_xy(ring, iw, ih)) AS polygons,
                 divided_xyv(kp, iw, ih) AS keypoints,
                 CASE WHEN rle_size IS NOT NULL
-                     THEN {{'size': rle_size, 'counts': rle_string}} END AS mask
+                     THEN {'size': rle_size, 'counts': rle_string} END AS mask
             FROM coco_reg
-        )
+        """
+    )
+    # a step of its own: nested in the JSON expression below it takes the binder a second
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE coco_norm AS SELECT *, {exact} AS exact_values FROM coco_norm"
+    )
+    regions = con.sql(
+        f"""
         SELECT annotation_id, region_id, type, label, score, x, y, w, h,
                NULL::DOUBLE AS rotation, polygons, keypoints, mask,
                NULL::BIGINT AS start, NULL::BIGINT AS "end", caption AS value,
                NULL AS parent_id,
                nullif({extra_sql}, '{{}}') AS extra
-        FROM r ORDER BY idx
+        FROM coco_norm ORDER BY idx
         """
     ).to_arrow_table()
+    con.execute("DROP TABLE coco_norm")
     labels = (
         con.sql(
             f"""
@@ -754,15 +762,21 @@ def _render(
         """
     )
     con.unregister("coco_sizes")
-    missing = con.sql(
-        "SELECT task_id FROM coco_out_img WHERE iw IS NULL OR ih IS NULL ORDER BY task_id"
-    ).fetchall()
+    missing, lost_regions = con.sql(
+        """
+        SELECT count(DISTINCT i.task_id), count(r.region_id)
+        FROM coco_out_img i LEFT JOIN selected s USING (task_id)
+        LEFT JOIN regions r ON r.annotation_id = s.annotation_id
+        WHERE i.iw IS NULL OR i.ih IS NULL
+        """
+    ).fetchall()[0]
     if missing:
-        raise AnnostoreError(
-            f"{len(missing)} tasks have no width/height (first: {missing[0][0]!r}); COCO needs "
-            "pixel sizes: pass image_root=<folder of the images> (--image-root) to read them "
-            "from the image headers"
+        hint = (
+            "COCO needs pixel sizes; pass image_root=<folder of the images> to read their headers"
         )
+        report.drop(f"images without a known width/height ({hint})", missing)
+        report.drop("regions on images without a known width/height", lost_regions)
+        con.execute("DELETE FROM coco_out_img WHERE iw IS NULL OR ih IS NULL")
     unlabeled = con.sql("SELECT count(*) FROM tasks ANTI JOIN selected USING (task_id)").fetchall()[
         0
     ][0]

@@ -219,7 +219,7 @@ def parse(
         try:
             return _parse(con, data, path, collector, report, config)
         finally:
-            for table in ("ls_doc", "ls_task", "ls_ann", "ls_res", "ls_rows"):
+            for table in ("ls_doc", "ls_task", "ls_ann", "ls_res", "ls_rows", "ls_geo", "ls_sizes"):
                 con.execute(f"DROP TABLE IF EXISTS {table}")
 
 
@@ -434,7 +434,10 @@ def _read_results(con: duckdb.DuckDBPyConnection, path: str, collector: SkipColl
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE ls_res AS SELECT *, {_region_type_sql()} AS rtype FROM ls_res"
     )
-    number = "json_type(val, '$.{k}') IN ('UBIGINT', 'BIGINT', 'DOUBLE') AND isfinite((val->>'$.{k}')::DOUBLE)"
+    number = (
+        "coalesce(json_type(val, '$.{k}') IN ('UBIGINT', 'BIGINT', 'DOUBLE') "
+        "AND isfinite((val->>'$.{k}')::DOUBLE), FALSE)"
+    )
     box_ok = " AND ".join(number.format(k=k) for k in ("x", "y", "width", "height"))
     ellipse_ok = " AND ".join(number.format(k=k) for k in ("x", "y", "radiusX", "radiusY"))
     bad = bad_rows(
@@ -736,13 +739,13 @@ def _regions(con: duckdb.DuckDBPyConnection, path: str, report: Report) -> pa.Ta
             ("id", "CASE WHEN occurrence > 0 THEN ls_id END"),
             ("label_index", "CASE WHEN label_index > 0 THEN label_index END"),
             ("label_path", "CASE WHEN json_type(label_j) = 'ARRAY' THEN label_j END"),
-            ("value", f"nullif({value_rest}, '{{}}')::JSON"),
-            ("exact", f"nullif({exact}, '{{}}')::JSON"),
+            ("value", "nullif(value_rest, '{}')::JSON"),
+            ("exact", "nullif(exact_values, '{}')::JSON"),
         ],
     )
-    table = con.sql(
+    con.execute(
         f"""
-        WITH g AS (
+        CREATE OR REPLACE TEMP TABLE ls_geo AS
             SELECT *, {geometry},
                 ls_id || CASE WHEN occurrence > 0 THEN '#' || occurrence ELSE '' END AS region_id,
                 CASE json_type(label_j) WHEN 'VARCHAR' THEN label_j->>'$'
@@ -752,14 +755,23 @@ def _regions(con: duckdb.DuckDBPyConnection, path: str, report: Report) -> pa.Ta
                      WHEN v[9] IS NOT NULL AND json_type(v[9]) <> 'NULL' THEN v[9]->>'$'
                      WHEN occurrence > 0 AND rtype <> primary_type THEN ls_id END AS parent_id
             FROM ls_rows
-        )
+        """
+    )
+    # computed in their own step: nested inside one JSON expression they take DuckDB's
+    # binder most of a second to plan
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE ls_geo AS SELECT *, {exact} AS exact_values, "
+        f"{value_rest} AS value_rest FROM ls_geo"
+    )
+    table = con.sql(
+        f"""
         SELECT annotation_id, region_id, rtype AS type, label, ls_num(v[8]) AS score,
                x, y, w, h, rotation, polygons, keypoints,
                NULL::STRUCT(size BIGINT[], counts VARCHAR) AS mask, start, "end", value, parent_id,
                nullif({extra}, '{{}}') AS extra,
                res_idx, task_id, t, ls_num(v[6]) AS ow, ls_num(v[7]) AS oh,
                CASE WHEN rtype = 'mask' THEN val->'$.rle' END AS rle
-        FROM g ORDER BY res_idx, label_index
+        FROM ls_geo ORDER BY res_idx, label_index
         """
     ).to_arrow_table()
     table = _decode_brushes(table, report)
@@ -1045,7 +1057,8 @@ def _render(con: duckdb.DuckDBPyConnection, tables: Tables, report: Report) -> b
                 "to_name",
                 "CASE WHEN type <> 'relation' AND (extra->>'$.to_name') IS NULL THEN CASE WHEN type IN ('span') THEN 'text' ELSE 'image' END END",
             ),
-            ("type", "ls_type"),
+            # keys already in extra keep their place (and so the same extra reads back)
+            ("type", "CASE WHEN (extra->>'$.type') IS NULL THEN ls_type END"),
             # sizes for shapes that did not come from Label Studio (those keep theirs, or none)
             (
                 "original_width",

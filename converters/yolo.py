@@ -883,7 +883,7 @@ def _render(
     # paths from the data must stay inside the output folder
     bad_uri = con.sql(
         "SELECT task_id, uri FROM tasks WHERE uri IS NOT NULL AND NOT contains(uri, '://') AND "
-        "(starts_with(uri, '/') OR regexp_matches('/' || uri || '/', '/\\.\\./')) LIMIT 1"
+        "NOT starts_with(uri, '/') AND regexp_matches('/' || uri || '/', '/\\.\\./') LIMIT 1"
     ).fetchall()
     if bad_uri:
         raise AnnostoreError(

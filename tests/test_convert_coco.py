@@ -100,13 +100,15 @@ def test_generated_files_round_trip(
 
 @settings(max_examples=40, deadline=None)
 @given(coco_documents(pixels=any_pixels))
-def test_generated_tables_round_trip(
+def test_full_precision_values_round_trip(
     tmp_path_factory: pytest.TempPathFactory, document: dict
 ) -> None:
-    """read → write → read gives the same tables, whatever the floats."""
+    """Every digit of full-precision pixel values survives (those the normalized float
+    cannot give back are kept as read), and read → write → read gives the same tables."""
     folder = tmp_path_factory.mktemp("coco")
     first, _ = annostore.read(write_json(folder / "in.json", document), "coco")
     annostore.write(first, folder / "out.json", "coco")
+    assert same_coco(json.loads((folder / "out.json").read_text()), document)
     second, _ = annostore.read(folder / "out.json", "coco")
     assert first.equals(second)
 
@@ -330,9 +332,12 @@ def test_missing_sizes_come_from_image_headers_or_fail_clearly(
             }
         ],
     )
-    with pytest.raises(annostore.AnnostoreError, match="no width/height"):
-        annostore.write(tables, tmp_path / "out.json", "coco")
+    with pytest.raises(annostore.ConversionError, match="images without a known width/height"):
+        annostore.write(tables, tmp_path / "out.json", "coco", strict=True)
     assert not (tmp_path / "out.json").exists()
+    report = annostore.write(tables, tmp_path / "dropped.json", "coco")
+    assert json.loads((tmp_path / "dropped.json").read_text())["images"] == []
+    assert report.dropped["regions on images without a known width/height"] == 1
     root = corpus / "label-studio-converter" / "test_import_yolo_data"
     annostore.write(tables, tmp_path / "out.json", "coco", image_root=str(root))
     document = json.loads((tmp_path / "out.json").read_text())
