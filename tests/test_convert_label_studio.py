@@ -80,15 +80,6 @@ def test_rectangles_become_fractions_and_keep_rotation(corpus: Path) -> None:
     assert region["type"] == "bbox" and region["label"] == "Butterfly"
     assert region["rotation"] == pytest.approx(328.33240366032834)
     assert region["x"] == pytest.approx(0.10537066764905693)
-    task = (
-        tables.tasks.filter(
-            annostore_task := __import__("pyarrow.compute").compute.equal(
-                tables.tasks.column("task_id"), tables.tasks.column("task_id")[0]
-            )
-        )
-        if False
-        else None
-    )
     sizes = set(
         zip(
             tables.tasks.column("width").to_pylist(),
@@ -124,10 +115,6 @@ def rectangle(
 
 def test_every_result_type_lands_in_its_columns(tmp_path: Path) -> None:
     text = "Ann 👋 met Bob"  # a character outside the BMP: UTF-16 offsets differ
-    mask = bytearray(4 * 3)
-    mask[3::4] = (
-        bytes([0, 255, 255, 0, 0, 255, 0, 0, 0, 0, 0, 0][:3] + [0] * 0) if False else mask[3::4]
-    )
     alpha = bytes([0, 255, 255])
     rgba = bytearray(12)
     for channel in range(4):
@@ -468,7 +455,7 @@ def test_label_config_orders_and_colors_the_label_set(corpus: Path) -> None:
         folder / "data.json", "label-studio", label_config=str(folder / "label_config.xml")
     )
     labels = tables.labels.to_pylist()
-    assert [(l["label"], l["label_id"], l["color"]) for l in labels] == [
+    assert [(row["label"], row["label_id"], row["color"]) for row in labels] == [
         ("Airplane", 0, "red"),
         ("Car", 1, "blue"),
     ]
