@@ -37,6 +37,7 @@ ENTRY_POINT_GROUP = "annostore.converters"
 _BUILTIN: dict[str, str] = {
     "coco": ".coco:converter",
     "label-studio": ".label_studio:converter",
+    "label-studio-min": ".label_studio_min:converter",
     "yolo": ".yolo:converter",
 }
 
