@@ -36,6 +36,7 @@ ENTRY_POINT_GROUP = "annostore.converters"
 #: name → "module:attr" (relative modules are inside annostore.converters)
 _BUILTIN: dict[str, str] = {
     "coco": ".coco:converter",
+    "csv": ".csv_format:converter",
     "label-studio": ".label_studio:converter",
     "label-studio-min": ".label_studio_min:converter",
     "yolo": ".yolo:converter",
