@@ -191,7 +191,7 @@ def test_json_min_collapses_single_choices_and_reports_what_it_leaves_out(tmp_pa
         '<View><Text name="text" value="$text"/><Choices name="sentiment" toName="text">'
         '<Choice value="Positive"/><Choice value="Negative"/></Choices></View>'
     )
-    back, read_report = annostore.read(
+    back, _ = annostore.read(
         tmp_path / "min.json", "label-studio-min", label_config=str(tmp_path / "config.xml")
     )
     (region,) = back.regions.to_pylist()
