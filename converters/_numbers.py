@@ -45,8 +45,9 @@ CREATE OR REPLACE TEMP MACRO _annostore_around(c) AS
 CREATE OR REPLACE TEMP MACRO scaled(v, scale) AS
     list_transform([{'v': v::DOUBLE, 's': scale::DOUBLE}], lambda p:
         CASE WHEN p.v IS NULL OR p.s IS NULL THEN NULL
-             -- the common case, without building candidate lists
-             WHEN (p.v * p.s) / p.s = p.v AND length((p.v * p.s)::VARCHAR) <= 16 THEN p.v * p.s
+             -- the common case, without building candidate lists or text: the plain
+             -- product maps back and is a decimal with at most 6 places
+             WHEN (p.v * p.s) / p.s = p.v AND round(p.v * p.s, 6) = p.v * p.s THEN p.v * p.s
              ELSE list_transform([_annostore_around(p.v * p.s)], lambda cs:
                  _annostore_choose(cs, list_transform(cs, lambda c: c / p.s = p.v)))[1]
         END)[1];
@@ -54,7 +55,7 @@ CREATE OR REPLACE TEMP MACRO scaled(v, scale) AS
 CREATE OR REPLACE TEMP MACRO centre(corner, size) AS
     list_transform([{'v': corner::DOUBLE, 'h': size::DOUBLE / 2}], lambda p:
         CASE WHEN p.v IS NULL OR p.h IS NULL THEN NULL
-             WHEN (p.v + p.h) - p.h = p.v AND length((p.v + p.h)::VARCHAR) <= 16 THEN p.v + p.h
+             WHEN (p.v + p.h) - p.h = p.v AND round(p.v + p.h, 9) = p.v + p.h THEN p.v + p.h
              ELSE list_transform([_annostore_around(p.v + p.h)], lambda cs:
                  _annostore_choose(cs, list_transform(cs, lambda c: c - p.h = p.v)))[1]
         END)[1];

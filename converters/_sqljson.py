@@ -37,8 +37,10 @@ def without_keys(expression: str, keys: Sequence[str]) -> str:
 _BYTE = re.compile(r"at byte (\d+)")
 
 
-def load_document(con: duckdb.DuckDBPyConnection, name: str, data: bytes, path: str) -> None:
-    """Register ``data`` (a JSON document) as table ``name`` with one JSON column ``doc``.
+def load_document(con: duckdb.DuckDBPyConnection, name: str, data: bytes, path: str) -> str:
+    """Parse ``data`` (a JSON document) once into temp table ``name`` with one row and a
+    column ``doc``: a MAP(VARCHAR, JSON) of its members for an object, a JSON[] of its
+    items for an array, else the JSON value. Returns 'OBJECT', 'ARRAY' or 'SCALAR'.
 
     Malformed JSON raises a :class:`~annostore.ParseError` naming the byte offset.
     """
@@ -46,20 +48,29 @@ def load_document(con: duckdb.DuckDBPyConnection, name: str, data: bytes, path: 
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ParseError(path, f"byte {exc.start}", "not UTF-8 text") from None
+    first = text.lstrip()[:1]
+    kind = "OBJECT" if first == "{" else "ARRAY" if first == "[" else "SCALAR"
+    shape = {
+        "OBJECT": "json_transform(text, '\"MAP(VARCHAR, JSON)\"')",
+        "ARRAY": "json_transform(text, '[\"JSON\"]')",
+        "SCALAR": "text::JSON",
+    }[kind]
     table = pa.table({"text": pa.array([text], pa.large_string())})
     con.register(f"{name}_text", table)
     try:
         con.execute(
-            f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT text::JSON AS doc FROM {name}_text"
+            f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT {shape} AS doc FROM {name}_text"
         )
     except duckdb.Error as exc:
         message = str(exc).split("\n")[0]
         found = _BYTE.search(message)
         where = f"byte {found.group(1)}" if found else None
-        reason = message.split("Error: ", 1)[-1]
+        # DuckDB quotes the input after "Input:"; the file is the user's, keep the reason
+        reason = message.split("Error: ", 1)[-1].split(" Input:", 1)[0][:200]
         raise ParseError(path, where, f"malformed JSON ({reason})") from None
     finally:
         con.unregister(f"{name}_text")
+    return kind
 
 
 def bad_rows(

@@ -194,21 +194,36 @@ def parse(
                 con.execute(f"DROP TABLE IF EXISTS {table}")
 
 
-def _document_kind(con: duckdb.DuckDBPyConnection, table: str, path: str) -> tuple[str, list[str]]:
-    kind, keys = con.sql(f"SELECT json_type(doc), json_keys(doc) FROM {table}").fetchall()[0]
+def _load(
+    con: duckdb.DuckDBPyConnection, table: str, data: bytes, path: str
+) -> tuple[str, list[str]]:
+    """Parse a COCO file; its kind ('dataset' or 'results') and its top-level keys. For a
+    dataset, ``table`` then holds the lists ``images``, ``annotations``, ``categories``."""
+    kind = load_document(con, table, data, path)
     if kind == "ARRAY":
         return "results", []
     if kind != "OBJECT":
-        raise ParseError(
-            path, None, f"expected a COCO object or a results list, got a JSON {kind.lower()}"
-        )
+        raise ParseError(path, None, "expected a COCO object or a results list, got a JSON scalar")
+    keys = con.sql(f"SELECT map_keys(doc) FROM {table}").fetchall()[0][0]
+    lists = ", ".join(
+        f"TRY_CAST(doc[{sql_string(k)}] AS JSON[]) AS {k}, "
+        f"coalesce(doc[{sql_string(k)}]::VARCHAR <> 'null', FALSE) AS has_{k}"
+        for k in ("images", "annotations", "categories")
+    )
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT doc, {lists} FROM {table}")
+    for key in ("images", "annotations", "categories"):
+        missing = con.sql(f"SELECT has_{key} AND {key} IS NULL FROM {table}").fetchall()[0][0]
+        if missing:
+            found = con.sql(f"SELECT json_type(doc[{sql_string(key)}]) FROM {table}").fetchall()[0][
+                0
+            ]
+            raise ParseError(path, key, f"expected a list, got a JSON {str(found).lower()}")
     return "dataset", list(keys)
 
 
-def _list_member(con: duckdb.DuckDBPyConnection, table: str, key: str, path: str) -> None:
-    kind = con.sql(f"SELECT json_type(doc, '$.{key}') FROM {table}").fetchall()[0][0]
-    if kind not in (None, "ARRAY"):
-        raise ParseError(path, key, f"expected a list, got a JSON {kind.lower()}")
+def _member(key: str) -> str:
+    """SQL: the items of a top-level list of a loaded COCO object (empty if absent)."""
+    return f"coalesce({key}, [])"
 
 
 def _parse(
@@ -220,44 +235,35 @@ def _parse(
     images_path: str | None,
     split: str | None,
 ) -> Tables:
-    load_document(con, "coco_doc", data, path)
-    kind, keys = _document_kind(con, "coco_doc", path)
+    kind, keys = _load(con, "coco_doc", data, path)
     metadata: dict[str, Any] = {}
     if kind == "dataset":
-        for key in ("images", "annotations", "categories"):
-            _list_member(con, "coco_doc", key, path)
         image_source, image_path = "coco_doc", path
         others = [k for k in keys if k not in ("images", "annotations", "categories")]
         if others:
-            paths = ", ".join(sql_string("$." + json.dumps(k)) for k in others)
-            values = con.sql(f"SELECT json_extract(doc, [{paths}]) FROM coco_doc").fetchall()[0][0]
+            members = ", ".join(f"doc[{sql_string(k)}]::VARCHAR" for k in others)
+            values = con.sql(f"SELECT [{members}] FROM coco_doc").fetchall()[0][0]
             metadata = {k: json.loads(v) for k, v in zip(others, values, strict=True)}
-        con.execute(
-            "CREATE OR REPLACE TEMP TABLE coco_ann AS SELECT unnest(a) AS j, "
-            "unnest(range(len(a))) AS idx FROM (SELECT "
-            "coalesce(json_extract(doc, '$.annotations')::JSON[], []) AS a FROM coco_doc)"
-        )
+        annotations = _member("annotations")
     else:
         if images is None:
             raise ParseError(
                 path,
                 None,
                 "a COCO results file holds no images or sizes; pass images=<the dataset's "
-                "COCO file> (--images on the command line)",
+                "COCO file> (--read-option images=...)",
             )
-        load_document(con, "coco_imgdoc", images, images_path or "images")
-        image_kind, _ = _document_kind(con, "coco_imgdoc", images_path or "images")
+        image_kind, _ = _load(con, "coco_imgdoc", images, images_path or "images")
         if image_kind != "dataset":
             raise ParseError(
                 images_path or "images", None, "expected a COCO dataset file with images"
             )
         image_source, image_path = "coco_imgdoc", images_path or "images"
-        con.execute(
-            "CREATE OR REPLACE TEMP TABLE coco_ann AS SELECT unnest(a) AS j, "
-            "unnest(range(len(a))) AS idx FROM (SELECT doc::JSON[] AS a FROM coco_doc)"
-        )
-    for key in ("images", "categories"):
-        _list_member(con, image_source, key, image_path)
+        annotations = "doc"
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE coco_ann AS SELECT unnest(a) AS j, "
+        f"unnest(range(len(a))) AS idx FROM (SELECT {annotations} AS a FROM coco_doc)"
+    )
 
     _read_images(con, image_source, image_path, collector)
     _read_categories(con, image_source, image_path, collector)
@@ -284,7 +290,7 @@ def _read_images(
         FROM (
             SELECT j, idx, json_extract(j, ['$.id', '$.file_name', '$.width', '$.height']) AS v
             FROM (SELECT unnest(i) AS j, unnest(range(len(i))) AS idx FROM (
-                SELECT coalesce(json_extract(doc, '$.images')::JSON[], []) AS i FROM {source}))
+                SELECT {_member("images")} AS i FROM {source}))
         )
         """
     )
@@ -336,7 +342,7 @@ def _read_categories(
             SELECT j, idx, json_extract(j, ['$.id', '$.name', '$.supercategory', '$.keypoints',
                                             '$.skeleton']) AS v
             FROM (SELECT unnest(c) AS j, unnest(range(len(c))) AS idx FROM (
-                SELECT coalesce(json_extract(doc, '$.categories')::JSON[], []) AS c FROM {source}))
+                SELECT {_member("categories")} AS c FROM {source}))
         )
         """
     )
@@ -612,22 +618,29 @@ def _assemble(
     # full-precision values) are kept as written, so COCO → store → COCO keeps every digit.
     exact = json_object_sql(
         [
-            (
-                "bbox",
-                "CASE WHEN [scaled(x, iw), scaled(y, ih), scaled(w, iw), scaled(h, ih)] "
-                "IS DISTINCT FROM bbox THEN bbox END",
-            ),
-            (
-                "segmentation",
-                "CASE WHEN list_transform(polygons, lambda ring: scaled_xy(ring, iw, ih)) "
-                "IS DISTINCT FROM rings THEN rings END",
-            ),
-            (
-                "keypoints",
-                "CASE WHEN scaled_xyv(keypoints, iw, ih) IS DISTINCT FROM kp THEN kp END",
-            ),
+            ("bbox", "CASE WHEN bbox_off THEN bbox END"),
+            ("segmentation", "CASE WHEN rings_off THEN rings END"),
+            ("keypoints", "CASE WHEN kp_off THEN kp END"),
         ]
     )
+    # cheap first: the plain product gives the value back and it is a short decimal
+    # (what scaled() returns at once); only the rest pays for scaled()
+    mismatch = """
+        CASE WHEN bbox IS NULL THEN FALSE
+             WHEN x * iw = bbox[1] AND y * ih = bbox[2] AND w * iw = bbox[3] AND h * ih = bbox[4]
+                  AND list_bool_and(list_transform(bbox, lambda v: round(v, 6) = v)) THEN FALSE
+             ELSE [scaled(x, iw), scaled(y, ih), scaled(w, iw), scaled(h, ih)] IS DISTINCT FROM bbox
+        END AS bbox_off,
+        CASE WHEN rings IS NULL THEN FALSE
+             WHEN list_bool_and(list_transform(flatten(rings), lambda v: round(v, 6) = v))
+                  AND flatten(list_transform(polygons, lambda ring: list_transform(ring,
+                      lambda v, i: v * CASE WHEN i % 2 = 1 THEN iw ELSE ih END))) = flatten(rings)
+             THEN FALSE
+             ELSE list_transform(polygons, lambda ring: scaled_xy(ring, iw, ih)) IS DISTINCT FROM rings
+        END AS rings_off,
+        CASE WHEN kp IS NULL THEN FALSE
+             ELSE scaled_xyv(keypoints, iw, ih) IS DISTINCT FROM kp END AS kp_off
+    """
     extra_sql = merged_json_sql(
         "rest",
         [
@@ -651,8 +664,15 @@ def _assemble(
         """
     )
     # a step of its own: nested in the JSON expression below it takes the binder a second
+    # a table of its own, holding only the rows that need it (nested in the JSON
+    # expression below, the binder would spend a second planning it)
     con.execute(
-        f"CREATE OR REPLACE TEMP TABLE coco_norm AS SELECT *, {exact} AS exact_values FROM coco_norm"
+        f"""
+        CREATE OR REPLACE TEMP TABLE coco_exact AS
+        SELECT idx, {exact} AS exact_values
+        FROM (SELECT idx, bbox, rings, kp, {mismatch} FROM coco_norm)
+        WHERE bbox_off OR rings_off OR kp_off
+        """
     )
     regions = con.sql(
         f"""
@@ -661,10 +681,11 @@ def _assemble(
                NULL::BIGINT AS start, NULL::BIGINT AS "end", caption AS value,
                NULL AS parent_id,
                nullif({extra_sql}, '{{}}') AS extra
-        FROM coco_norm ORDER BY idx
+        FROM coco_norm LEFT JOIN coco_exact USING (idx) ORDER BY idx
         """
     ).to_arrow_table()
     con.execute("DROP TABLE coco_norm")
+    con.execute("DROP TABLE coco_exact")
     labels = (
         con.sql(
             f"""

@@ -241,8 +241,7 @@ def _parse(
     report: Report,
     config: LabelConfig | None,
 ) -> Tables:
-    load_document(con, "ls_doc", data, path)
-    kind = con.sql("SELECT json_type(doc) FROM ls_doc").fetchall()[0][0]
+    kind = load_document(con, "ls_doc", data, path)
     if kind != "ARRAY":
         raise ParseError(
             path, None, f"expected a JSON list of tasks, got a JSON {str(kind).lower()}"
@@ -255,7 +254,7 @@ def _parse(
         FROM (SELECT idx, j, json_extract(j, ['$.id', '$.data', '$.annotations', '$.completions',
                                               '$.predictions']) AS v
               FROM (SELECT unnest(a) AS j, unnest(range(len(a))) AS idx
-                    FROM (SELECT doc::JSON[] AS a FROM ls_doc)))
+                    FROM (SELECT doc AS a FROM ls_doc)))
         """
     )
     bad = bad_rows(

@@ -133,9 +133,9 @@ def to_full_export(data: bytes, path: str, config: LabelConfig | None, report: R
     """JSON_MIN records → a full Label Studio export of the same annotations."""
     controls = _control_types(config)
     with connection() as con:
-        load_document(con, "min_doc", data, path)
+        kind = load_document(con, "min_doc", data, path)
         try:
-            return _to_full(con, path, controls, report)
+            return _to_full(con, path, controls, report, kind)
         finally:
             con.execute("DROP TABLE IF EXISTS min_doc")
             con.execute("DROP TABLE IF EXISTS min_rec")
@@ -143,9 +143,12 @@ def to_full_export(data: bytes, path: str, config: LabelConfig | None, report: R
 
 
 def _to_full(
-    con: duckdb.DuckDBPyConnection, path: str, controls: dict[str, str], report: Report
+    con: duckdb.DuckDBPyConnection,
+    path: str,
+    controls: dict[str, str],
+    report: Report,
+    kind: str,
 ) -> bytes:
-    kind = con.sql("SELECT json_type(doc) FROM min_doc").fetchall()[0][0]
     if kind != "ARRAY":
         raise ParseError(
             path, None, f"expected a JSON list of records, got a JSON {str(kind).lower()}"
@@ -154,7 +157,7 @@ def _to_full(
         """
         CREATE OR REPLACE TEMP TABLE min_rec AS
         SELECT idx, j FROM (SELECT unnest(a) AS j, unnest(range(len(a))) AS idx
-                            FROM (SELECT doc::JSON[] AS a FROM min_doc))
+                            FROM (SELECT doc AS a FROM min_doc))
         """
     )
     bad = con.sql(
@@ -301,7 +304,7 @@ def from_full_export(export: bytes, tables: Tables, report: Report) -> bytes:
             records = con.sql(
                 """
                 WITH tasks AS (
-                    SELECT unnest(doc::JSON[]) AS t FROM min_full
+                    SELECT unnest(doc) AS t FROM min_full
                 ),
                 anns AS (
                     SELECT t, unnest(coalesce(t->'$.annotations', '[]')::JSON[]) AS a FROM tasks
