@@ -9,6 +9,7 @@ from __future__ import annotations
 import getpass
 import os
 import sys
+import tempfile
 from typing import Any
 
 import click
@@ -362,10 +363,17 @@ def diff_command(
     show_default=True,
     help="Name of the demo dataset (replaced if present).",
 )
+@click.option(
+    "--export",
+    "export_to",
+    type=click.Path(file_okay=False),
+    help="Folder for the COCO and YOLO exports (default: a folder in the temp directory).",
+)
 @click.pass_context
-def demo_command(ctx: click.Context, dataset: str) -> None:
+def demo_command(ctx: click.Context, dataset: str, export_to: str | None) -> None:
     """Build a small sample dataset (generated, no download), commit two versions, show the log,
-    the statistics of each version and the diff between them."""
+    the statistics of each version and the diff between them, then export the latest
+    version to COCO and YOLO with what each format lost."""
     from .demo import run_demo
 
     store = _store(ctx)
@@ -403,6 +411,16 @@ def demo_command(ctx: click.Context, dataset: str) -> None:
         f"labels added: {', '.join(summary['labels_added']) or 'none'}; "
         f"median IoU of moved boxes: {'none' if median_iou is None else f'{median_iou:.3f}'}"
     )
+    from .demo import export_demo
+
+    click.echo()
+    folder = export_to or os.path.join(tempfile.gettempdir(), f"annostore-demo-{dataset}")
+    for target, report in export_demo(versions[-1], folder):
+        losses = [f"dropped {n} {what}" for what, n in sorted(report.dropped.items())]
+        losses += [f"approximated {n} {what}" for what, n in sorted(report.approximated.items())]
+        click.echo(f"exported {dataset}@{last} to {report.format}: {target}")
+        for line in losses or ["nothing lost"]:
+            click.echo(f"  {line}")
 
 
 add_commands(cli, _store, _dataset_and_ref, _author)

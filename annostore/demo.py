@@ -10,6 +10,8 @@ from __future__ import annotations
 import random
 from typing import Any
 
+from .convert import write
+from .converters import Report
 from .store import Store
 from .tables import Tables
 from .version import Version
@@ -139,3 +141,17 @@ def run_demo(store: Store, dataset: str = "demo") -> list[Version]:
     )
     target.tag("round-1", v1.number)
     return [v1, v2]
+
+
+def export_demo(version: Version, folder: str) -> list[tuple[str, Report]]:
+    """Write ``version`` to COCO and to YOLO under ``folder`` (replacing earlier exports);
+    returns each target with its report of what the format could not hold."""
+    import os
+
+    os.makedirs(folder, exist_ok=True)
+    tables = version.tables
+    done = []
+    for fmt, name in (("coco", "coco.json"), ("yolo", "yolo")):
+        target = os.path.join(folder, name)
+        done.append((target, write(tables, target, fmt, overwrite=True)))
+    return done

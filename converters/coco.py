@@ -82,7 +82,11 @@ class CocoConverter(Converter):
         fs, path = _io.filesystem(source)
         with fs.open(path, "rb") as handle:
             head = handle.read(65536).decode("utf-8", "replace")
-        if '"images"' in head and ('"annotations"' in head or '"categories"' in head):
+        if (
+            head.lstrip().startswith("{")
+            and '"images"' in head
+            and any(key in head for key in ('"annotations"', '"categories"', '"file_name"'))
+        ):
             return 0.95
         stripped = head.lstrip()
         if stripped.startswith("[") and '"image_id"' in head and '"category_id"' in head:

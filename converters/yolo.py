@@ -1104,6 +1104,9 @@ def _data_yaml(
             )
         if unsplit and "train" not in splits:
             config["train"] = "images.txt"
+        if "val" not in config:
+            # Ultralytics will not train without val: the training images serve
+            config["val"] = config["train"]
     if kpt_shape is not None:
         config["kpt_shape"] = kpt_shape
     config["names"] = names
