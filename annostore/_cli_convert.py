@@ -190,6 +190,7 @@ def add_commands(
             strict=strict,
             errors=errors,
             read_options=_key_values(read_option, "--read-option"),
+            progress=lambda line: click.echo(f"{line} …", err=True),
             **options,
         )
         _show_report(report, chosen_format(output_format, as_json))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import os
+from collections.abc import Callable
 from typing import Any
 
 import fsspec
@@ -92,10 +93,12 @@ def convert(
     strict: bool = False,
     errors: str = "raise",
     read_options: dict[str, Any] | None = None,
+    progress: Callable[[str], None] | None = None,
     **options: Any,
 ) -> Report:
     """Convert ``source`` (format ``from_``, detected when left out) to ``target`` in
-    format ``to``; returns one report of what was read, written and lost.
+    format ``to``; returns one report of what was read, written and lost. ``progress``,
+    when given, is called with a line as each stage starts.
 
     Writers that need pixel sizes the source lacks (YOLO → COCO) read them from the image
     headers under the source folder, unless ``image_root`` says where the images are.
@@ -106,8 +109,12 @@ def convert(
         raise AnnostoreError("pass the target format (to=..., --to)")
     reader = _converter(source_format, "read")
     writer = _converter(to, "write")
+    tell = progress or (lambda line: None)
+    tell(f"reading {source} ({source_format})")
     tables, read_report = reader.read(source, errors=errors, **(read_options or {}))
     read_report.check_strict(strict)
+    counts = ", ".join(f"{n} {name}" for name, n in tables.counts.items())
+    tell(f"read {counts}; writing {target} ({to})")
     if "image_root" not in options and _accepts(writer.write, "image_root"):
         options["image_root"] = source if _is_folder(source) else os.path.dirname(source) or "."
     write_report = writer.write(tables, target, strict=strict, **options)

@@ -39,7 +39,12 @@ PEERS = [
 ]
 PER_IMAGE = 7
 #: tools left out above a size, with the reason (they would run out of memory here)
-SKIP_ABOVE = {"supervision": (100_000, "decodes every image into memory (4.2 GB at 7,000 regions)")}
+SKIP_ABOVE = {
+    "supervision": (
+        10_000,
+        "decodes every image into memory: 4.2 GB at 7,000 regions, over 21 GB at 100,000",
+    )
+}
 CLASSES = 80
 
 

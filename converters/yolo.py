@@ -870,7 +870,7 @@ def _render(
     annotation_selection(con, report, policy, annotator)
     geometry_labels(con)
     _class_indexes(con, report, from_yolo="yolo" in tables.metadata)
-    keep = "yolo" in tables.metadata
+    keep_layout = "yolo" in tables.metadata
     predictions = policy == "predictions"
     sizes = pa.table(
         {
@@ -904,7 +904,7 @@ def _render(
                c.class_index AS class,
                coalesce(r.rotation, 0) % 360 <> 0 AS rotated,
                coalesce(TRY_CAST(r.extra->>'$.iscrowd' AS BIGINT), 0) = 1 AS crowd,
-               {_label_file_sql(keep_layout=keep)} AS label_file
+               {_label_file_sql(keep_layout=keep_layout)} AS label_file
         FROM regions r JOIN selected s USING (annotation_id)
         JOIN tasks t ON t.task_id = s.task_id
         LEFT JOIN yolo_sizes z ON z.task_id = t.task_id
@@ -972,14 +972,14 @@ def _render(
     # annotated tasks without regions get an empty file (a background image)
     empty = con.sql(
         f"""
-        SELECT DISTINCT s.grp, {_label_file_sql(keep_layout=keep)} AS label_file
+        SELECT DISTINCT s.grp, {_label_file_sql(keep_layout=keep_layout)} AS label_file
         FROM selected s JOIN tasks t USING (task_id)
         """
     ).fetchall()
     paths_used = con.sql(
         f"""
         SELECT label_file, count(DISTINCT task_id) AS n, min(task_id), max(task_id)
-        FROM (SELECT t.task_id, {_label_file_sql(keep_layout=keep)} AS label_file FROM selected s JOIN tasks t USING (task_id))
+        FROM (SELECT t.task_id, {_label_file_sql(keep_layout=keep_layout)} AS label_file FROM selected s JOIN tasks t USING (task_id))
         GROUP BY label_file HAVING n > 1 LIMIT 1
         """
     ).fetchall()
@@ -1001,7 +1001,7 @@ def _render(
     names = dict(con.sql("SELECT class_index, label FROM classes ORDER BY class_index").fetchall())
     listed = con.sql(
         f"""
-        SELECT coalesce(split, '') AS split, list({_image_out_sql(keep_layout=keep)} ORDER BY {_image_out_sql(keep_layout=keep)}) AS images
+        SELECT coalesce(split, '') AS split, list({_image_out_sql(keep_layout=keep_layout)} ORDER BY {_image_out_sql(keep_layout=keep_layout)}) AS images
         FROM tasks t GROUP BY ALL ORDER BY ALL
         """
     ).fetchall()
@@ -1026,7 +1026,7 @@ def _render(
         "regions": sum(content.count(b"\n") for content in files.values()),
     }
     images = con.sql(
-        f"SELECT uri, {_image_out_sql(keep_layout=keep)} FROM tasks t WHERE uri IS NOT NULL ORDER BY 2"
+        f"SELECT uri, {_image_out_sql(keep_layout=keep_layout)} FROM tasks t WHERE uri IS NOT NULL ORDER BY 2"
     ).fetchall()
     return output, images
 

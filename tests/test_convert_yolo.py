@@ -432,3 +432,20 @@ def test_generated_folders_round_trip(
     assert again.regions.sort_by("region_id").equals(tables.regions.sort_by("region_id"))
     assert again.labels.equals(tables.labels)
     shutil.rmtree(out)
+
+
+@pytest.mark.parametrize("base", ["local", "memory"])
+def test_image_lists_and_label_files_agree_so_the_output_reads_back(
+    corpus: Path, tmp_path: Path, base: str
+) -> None:
+    """Every listed image maps (Ultralytics' rule) to the label file written for it — on
+    disk and on an fsspec store — so reading the output gives back every region."""
+    source = corpus / "datumaro/coco_dataset/coco_instances/annotations/instances_val.json"
+    tables, _ = annostore.read(source, "coco")
+    target = str(tmp_path / "out") if base == "local" else f"memory://yolo-{tmp_path.name}/out"
+    annostore.write(tables, target, "yolo", variant="segment")
+    back, report = annostore.read(target, "yolo", variant="segment")
+    crowd = 1  # the RLE crowd region has no YOLO form
+    assert back.regions.num_rows == tables.regions.num_rows - crowd
+    assert back.tasks.column("uri").to_pylist() == ["images/b.jpg"]
+    assert any("not in the folder" in note for note in report.notes)  # labels only, no images
