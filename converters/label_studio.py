@@ -219,7 +219,16 @@ def parse(
         try:
             return _parse(con, data, path, collector, report, config)
         finally:
-            for table in ("ls_doc", "ls_task", "ls_ann", "ls_res", "ls_rows", "ls_geo", "ls_sizes"):
+            for table in (
+                "ls_doc",
+                "ls_task",
+                "ls_ann",
+                "ls_res",
+                "ls_rows",
+                "ls_geo",
+                "ls_sizes",
+                "ls_exact",
+            ):
                 con.execute(f"DROP TABLE IF EXISTS {table}")
 
 
@@ -681,54 +690,56 @@ def _regions(con: duckdb.DuckDBPyConnection, path: str, report: Report) -> pa.Ta
              WHEN rtype NOT IN ('bbox', 'ellipse', 'polygon', 'keypoints', 'mask', 'class', 'taxonomy', 'relation')
              THEN val::VARCHAR END AS value
     """
-    exact = json_object_sql(
-        [
-            (
-                "x",
-                f"CASE WHEN rtype = 'bbox' AND ls_pct(x) IS DISTINCT FROM {x} THEN {x} "
-                f"WHEN rtype = 'ellipse' AND ls_pct(x + w / 2) IS DISTINCT FROM {x} THEN {x} END",
-            ),
-            (
-                "y",
-                f"CASE WHEN rtype = 'bbox' AND ls_pct(y) IS DISTINCT FROM {y} THEN {y} "
-                f"WHEN rtype = 'ellipse' AND ls_pct(y + h / 2) IS DISTINCT FROM {y} THEN {y} END",
-            ),
-            (
-                "width",
-                f"CASE WHEN rtype = 'bbox' AND ls_pct(w) IS DISTINCT FROM {width} THEN {width} END",
-            ),
-            (
-                "height",
-                f"CASE WHEN rtype = 'bbox' AND ls_pct(h) IS DISTINCT FROM {height} THEN {height} END",
-            ),
-            (
-                "radiusX",
-                f"CASE WHEN rtype = 'ellipse' AND ls_pct(w / 2) IS DISTINCT FROM {rx} THEN {rx} END",
-            ),
-            (
-                "radiusY",
-                f"CASE WHEN rtype = 'ellipse' AND ls_pct(h / 2) IS DISTINCT FROM {ry} THEN {ry} END",
-            ),
-            (
-                "points",
-                f"CASE WHEN rtype = 'polygon' AND list_transform(range(len(polygons[1]) // 2), "
-                f"lambda k: [ls_pct(polygons[1][2 * k + 1]), ls_pct(polygons[1][2 * k + 2])]) "
-                f"IS DISTINCT FROM {points} THEN val->'$.points' END",
-            ),
-            (
-                "kx",
-                f"CASE WHEN rtype = 'keypoints' AND ls_pct(keypoints[1]) IS DISTINCT FROM {x} THEN {x} END",
-            ),
-            (
-                "ky",
-                f"CASE WHEN rtype = 'keypoints' AND ls_pct(keypoints[2]) IS DISTINCT FROM {y} THEN {y} END",
-            ),
-            (
-                "text",
-                "CASE WHEN rtype = 'text' AND json_array_length(val, '$.text') <> 1 THEN val->'$.text' END",
-            ),
-        ]
-    )
+    exact_pairs = [
+        (
+            "x",
+            f"CASE WHEN rtype = 'bbox' AND ls_pct(x) IS DISTINCT FROM {x} THEN {x} "
+            f"WHEN rtype = 'ellipse' AND ls_pct(x + w / 2) IS DISTINCT FROM {x} THEN {x} END",
+        ),
+        (
+            "y",
+            f"CASE WHEN rtype = 'bbox' AND ls_pct(y) IS DISTINCT FROM {y} THEN {y} "
+            f"WHEN rtype = 'ellipse' AND ls_pct(y + h / 2) IS DISTINCT FROM {y} THEN {y} END",
+        ),
+        (
+            "width",
+            f"CASE WHEN rtype = 'bbox' AND ls_pct(w) IS DISTINCT FROM {width} THEN {width} END",
+        ),
+        (
+            "height",
+            f"CASE WHEN rtype = 'bbox' AND ls_pct(h) IS DISTINCT FROM {height} THEN {height} END",
+        ),
+        (
+            "radiusX",
+            f"CASE WHEN rtype = 'ellipse' AND ls_pct(w / 2) IS DISTINCT FROM {rx} THEN {rx} END",
+        ),
+        (
+            "radiusY",
+            f"CASE WHEN rtype = 'ellipse' AND ls_pct(h / 2) IS DISTINCT FROM {ry} THEN {ry} END",
+        ),
+        (
+            "points",
+            f"CASE WHEN rtype = 'polygon' AND list_transform(range(len(polygons[1]) // 2), "
+            f"lambda k: [ls_pct(polygons[1][2 * k + 1]), ls_pct(polygons[1][2 * k + 2])]) "
+            f"IS DISTINCT FROM {points} THEN val->'$.points' END",
+        ),
+        (
+            "kx",
+            f"CASE WHEN rtype = 'keypoints' AND ls_pct(keypoints[1]) IS DISTINCT FROM {x} THEN {x} END",
+        ),
+        (
+            "ky",
+            f"CASE WHEN rtype = 'keypoints' AND ls_pct(keypoints[2]) IS DISTINCT FROM {y} THEN {y} END",
+        ),
+        (
+            "text",
+            "CASE WHEN rtype = 'text' AND json_array_length(val, '$.text') <> 1 THEN val->'$.text' END",
+        ),
+    ]
+    # the exact values are columns first; the JSON is built only for the rows that need it
+    exact_columns = ", ".join(f"{sql} AS ex_{key}" for key, sql in exact_pairs)
+    exact = json_object_sql([(key, f"ex_{key}") for key, _ in exact_pairs])
+    any_exact = " OR ".join(f"ex_{key} IS NOT NULL" for key, _ in exact_pairs)
     result_rest = without_keys(
         "j", ["id", "value", "score", "parentID", "from_id", "labels", "__annostore__"]
     )
@@ -759,8 +770,16 @@ def _regions(con: duckdb.DuckDBPyConnection, path: str, report: Report) -> pa.Ta
     # computed in their own step: nested inside one JSON expression they take DuckDB's
     # binder most of a second to plan
     con.execute(
-        f"CREATE OR REPLACE TEMP TABLE ls_geo AS SELECT *, {exact} AS exact_values, "
-        f"{value_rest} AS value_rest FROM ls_geo"
+        f"""
+        CREATE OR REPLACE TEMP TABLE ls_exact AS
+        SELECT res_idx, label_index, {exact} AS exact_values
+        FROM (SELECT res_idx, label_index, {exact_columns} FROM ls_geo)
+        WHERE {any_exact}
+        """
+    )
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE ls_geo AS SELECT g.*, e.exact_values, {value_rest} AS value_rest "
+        "FROM ls_geo g LEFT JOIN ls_exact e USING (res_idx, label_index)"
     )
     table = con.sql(
         f"""
@@ -780,9 +799,9 @@ def _regions(con: duckdb.DuckDBPyConnection, path: str, report: Report) -> pa.Ta
 
 def _decode_brushes(table: pa.Table, report: Report) -> pa.Table:
     """Label Studio brush RLE → COCO RLE masks (Python, one brush at a time; brushes are few)."""
-    types = table.column("type").to_pylist()
-    if "mask" not in types:
+    if not pa.compute.any(pa.compute.equal(table.column("type"), "mask")).as_py():
         return table
+    types = table.column("type").to_pylist()
     masks = table.column("mask").to_pylist()
     extras = table.column("extra").to_pylist()
     rles, widths, heights = (table.column(c).to_pylist() for c in ("rle", "ow", "oh"))
@@ -853,7 +872,7 @@ def _span_offsets(con: duckdb.DuckDBPyConnection, table: pa.Table, report: Repor
     """Label Studio counts text offsets in UTF-16 units; convert where that differs from
     code points (texts with characters outside the BMP), and count spans whose text does
     not match the task's text."""
-    if "span" not in set(table.column("type").to_pylist()):
+    if not pa.compute.any(pa.compute.equal(table.column("type"), "span")).as_py():
         return table
     con.register(
         "ls_spans", table.select(["res_idx", "task_id", "type", "start", "end", "value", "extra"])
