@@ -123,12 +123,18 @@ def make_coco(path: Path, regions: int) -> None:
 
 
 def make_images(folder: Path, count: int) -> None:
-    """Real 640 × 480 PNGs (one small file, hard-linked)."""
+    """Real 640 × 480 PNGs: a few small files, hard-linked (ext4 allows 65,000 links each;
+    the YOLO copy links each image once more)."""
     folder.mkdir(parents=True, exist_ok=True)
-    first = folder / "img_0000000.png"
-    first.write_bytes(blank_png())
-    for i in range(1, count):
-        os.link(first, folder / f"img_{i:07d}.png")
+    png = blank_png()
+    source = None
+    for i in range(count):
+        path = folder / f"img_{i:07d}.png"
+        if i % 30_000 == 0:
+            path.write_bytes(png)
+            source = path
+        else:
+            os.link(source, path)
 
 
 def make_label_studio(path: Path, regions: int) -> None:

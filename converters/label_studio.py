@@ -767,6 +767,9 @@ def _regions(con: duckdb.DuckDBPyConnection, path: str, report: Report) -> pa.Ta
             FROM ls_rows
         """
     )
+    # each step copies its columns: free the earlier ones (a 1M-region export is GBs)
+    con.execute("DROP TABLE ls_rows")
+    con.execute("DROP TABLE ls_res")
     # computed in their own step: nested inside one JSON expression they take DuckDB's
     # binder most of a second to plan
     con.execute(
@@ -781,6 +784,7 @@ def _regions(con: duckdb.DuckDBPyConnection, path: str, report: Report) -> pa.Ta
         f"CREATE OR REPLACE TEMP TABLE ls_geo AS SELECT g.*, e.exact_values, {value_rest} AS value_rest "
         "FROM ls_geo g LEFT JOIN ls_exact e USING (res_idx, label_index)"
     )
+    con.execute("DROP TABLE ls_exact")
     table = con.sql(
         f"""
         SELECT annotation_id, region_id, rtype AS type, label, ls_num(v[8]) AS score,
@@ -920,11 +924,7 @@ def _labels(con: duckdb.DuckDBPyConnection, config: LabelConfig | None) -> pa.Ta
     used = [
         row[0]
         for row in con.sql(
-            """
-            SELECT DISTINCT CASE json_type(label_j) WHEN 'VARCHAR' THEN label_j->>'$'
-                                 WHEN 'ARRAY' THEN label_j->>'$[#-1]' ELSE label_j::VARCHAR END AS label
-            FROM ls_rows WHERE label_j IS NOT NULL AND json_type(label_j) <> 'NULL' ORDER BY label
-            """
+            "SELECT DISTINCT label FROM ls_geo WHERE label IS NOT NULL ORDER BY label"
         ).fetchall()
     ]
     rows = config.label_rows() if config else []
