@@ -109,6 +109,7 @@ def convert(
         raise AnnostoreError("pass the target format (to=..., --to)")
     reader = _converter(source_format, "read")
     writer = _converter(to, "write")
+    converters.check_target(target, bool(options.get("overwrite")))
     tell = progress or (lambda line: None)
     tell(f"reading {source} ({source_format})")
     tables, read_report = reader.read(source, errors=errors, **(read_options or {}))

@@ -17,6 +17,7 @@ from typing import Any
 from annostore.errors import UnknownFormatError
 
 from ._base import ANNOTATION_POLICIES, CATEGORY_ID_POLICIES, Converter, Report, Skipped
+from ._io import check_target
 
 __all__ = [
     "ANNOTATION_POLICIES",
@@ -25,6 +26,7 @@ __all__ = [
     "Converter",
     "Report",
     "Skipped",
+    "check_target",
     "get",
     "known",
     "names",

@@ -25,6 +25,7 @@ from annostore.errors import AnnostoreError, NotFoundError, ParseError
 
 __all__ = [
     "atomic_file",
+    "check_target",
     "atomic_folder",
     "filesystem",
     "is_folder",
@@ -80,6 +81,11 @@ def safe_relative(path: str, *, source: str, location: Any = None) -> str:
     if not parts:
         raise ParseError(source, location, f"path {path!r} is empty")
     return posixpath.join(*parts)
+
+
+def check_target(url: str, overwrite: bool) -> None:
+    """Refuse an existing target (unless ``overwrite`` or an empty folder), before any work."""
+    _prepare_target(url, overwrite)
 
 
 def _prepare_target(url: str, overwrite: bool) -> tuple[fsspec.AbstractFileSystem, str]:

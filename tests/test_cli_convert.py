@@ -41,7 +41,9 @@ def test_convert_prints_the_report_and_writes_the_target(run, instances, tmp_pat
     assert len(json.loads(target.read_text())["annotations"]) == 2
     # the target exists now: refusing to overwrite is an error, with one line and exit 1
     result = run("convert", instances, str(target), "--to", "coco", expect=1)
+    # refused before reading anything: one error line, nothing else
     assert result.stderr.startswith("error: ") and "--overwrite" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
     assert "Traceback" not in result.output
     run("convert", instances, str(target), "--to", "coco", "--overwrite")
 
