@@ -25,8 +25,8 @@ from annostore.errors import AnnostoreError, NotFoundError, ParseError
 
 __all__ = [
     "atomic_file",
-    "check_target",
     "atomic_folder",
+    "check_target",
     "filesystem",
     "is_folder",
     "read_bytes",
