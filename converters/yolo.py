@@ -191,18 +191,30 @@ class YoloConverter(Converter):
         puts the images from ``image_root`` beside their labels, as Ultralytics needs."""
         if options:
             raise TypeError(f"unknown YOLO write options: {', '.join(sorted(options))}")
-        if variant not in VARIANTS or variant == "classify":
+        if variant not in VARIANTS:
             raise AnnostoreError(
-                f"YOLO variant for writing must be one of detect, segment, pose, obb; got {variant!r}"
+                f"unknown YOLO variant {variant!r}; choose one of {', '.join(VARIANTS)}"
             )
         report = Report(self.name, "write", options={"variant": variant})
-        sizes = image_sizes_from_headers(tables, image_root, report) if image_root else {}
         if images not in ("none", "link", "copy"):
             raise AnnostoreError(f"images must be 'none', 'link' or 'copy', got {images!r}")
         if images != "none" and not image_root:
             raise AnnostoreError(
                 f"images={images!r} needs image_root=<folder the task uris are relative to>"
             )
+        if variant == "classify":
+            if images == "none":
+                raise AnnostoreError(
+                    "YOLO classify is folders of images, one per class: pass images='link' or "
+                    "'copy' and image_root=<folder the task uris are relative to>"
+                )
+            placements = classify_placements(tables, report, policy, annotator)
+            report.check_strict(strict)
+            with _io.atomic_folder(target, overwrite=overwrite) as folder:
+                _place_images(placements, str(image_root), folder, images, report)
+            report.files_written = report.counts.get("images placed", 0)
+            return report
+        sizes = image_sizes_from_headers(tables, image_root, report) if image_root else {}
         files, placements = render(
             tables, report, variant=variant, policy=policy, annotator=annotator, image_sizes=sizes
         )
@@ -223,6 +235,50 @@ class YoloConverter(Converter):
 
 
 converter = YoloConverter()
+
+
+def classify_placements(
+    tables: Tables, report: Report, policy: str, annotator: str | None
+) -> list[tuple[str, str]]:
+    """(image uri, ``<split>/<class>/<file name>``) for each task whose exported
+    annotation has a class; a second class on an image is reported, not written."""
+    with connection() as con:
+        register_tables(con, tables)
+        try:
+            annotation_selection(con, report, policy, annotator)
+            rows = con.sql(
+                r"""
+                WITH classes AS (
+                    SELECT s.task_id, r.label,
+                           row_number() OVER (PARTITION BY s.task_id ORDER BY r.region_id) AS n
+                    FROM selected s JOIN regions r USING (annotation_id)
+                    WHERE r.type = 'class' AND r.label IS NOT NULL
+                )
+                SELECT t.uri,
+                       coalesce(t.split, 'train') || '/' || c.label || '/' ||
+                       regexp_replace(regexp_replace(t.uri, '[?#].*$', ''), '^.*/', '') AS place,
+                       c.n, c.label
+                FROM classes c JOIN tasks t USING (task_id)
+                WHERE t.uri IS NOT NULL
+                ORDER BY place
+                """
+            ).fetchall()
+            other = con.sql(
+                "SELECT count(*) FROM regions r JOIN selected USING (annotation_id) "
+                "WHERE r.type <> 'class'"
+            ).fetchall()[0][0]
+        finally:
+            unregister_tables(con)
+            con.execute("DROP TABLE IF EXISTS selected")
+    for *_, label in rows:
+        if "/" in label or "\\" in label or label in (".", ".."):
+            raise AnnostoreError(f"class {label!r} cannot be a folder name")
+    report.drop(
+        "second and later classes of an image (classify holds one)",
+        sum(1 for _, _, n, _ in rows if n > 1),
+    )
+    report.drop("shapes (classify holds one class per image)", other)
+    return [(uri, place) for uri, place, n, _ in rows if n == 1]
 
 
 def _place_images(

@@ -449,3 +449,25 @@ def test_image_lists_and_label_files_agree_so_the_output_reads_back(
     assert back.regions.num_rows == tables.regions.num_rows - crowd
     assert back.tasks.column("uri").to_pylist() == ["images/b.jpg"]
     assert any("not in the folder" in note for note in report.notes)  # labels only, no images
+
+
+def test_classify_writes_class_folders_and_reads_back(tmp_path: Path) -> None:
+    for name in ("train/cat/1.png", "train/dog/2.png", "val/cat/3.png"):
+        image(tmp_path / "cls", name)
+    tables, _ = annostore.read(tmp_path / "cls", "yolo", variant="classify")
+    with pytest.raises(annostore.AnnostoreError, match="folders of images"):
+        annostore.write(tables, tmp_path / "out", "yolo", variant="classify")
+    report = annostore.write(
+        tables,
+        tmp_path / "out",
+        "yolo",
+        variant="classify",
+        images="link",
+        image_root=str(tmp_path / "cls"),
+    )
+    assert sorted(
+        p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*.png")
+    ) == ["train/cat/1.png", "train/dog/2.png", "val/cat/3.png"]
+    assert report.counts["images placed"] == 3
+    back, _ = annostore.read(tmp_path / "out", "yolo", variant="classify")
+    assert back.regions.column("label").to_pylist() == tables.regions.column("label").to_pylist()
