@@ -306,7 +306,15 @@ def _parse(
         "CREATE OR REPLACE TEMP TABLE ls_task AS SELECT *, coalesce(id_j->>'$', 'sha:' || "
         "left(md5(data_j::VARCHAR), 16)) AS task_id FROM ls_task"
     )
+    # Each step copies what it keeps, so what is done with is dropped at once: an export of
+    # a million regions is gigabytes of JSON text per copy.
+    con.execute("DROP TABLE ls_doc")
     _read_annotations(con, path, collector)
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE ls_task AS SELECT idx, task_id, data_j, "
+        f"{without_keys('j', ['id', 'annotations', 'completions', 'predictions'])} AS task_data "
+        "FROM ls_task"
+    )
     _read_results(con, path, collector)
     return _assemble(con, path, report, config)
 
@@ -556,7 +564,7 @@ def _assemble(
         f"""
         SELECT t.task_id, {image_sql} AS uri, annostore_asset_key({image_sql}) AS asset_key,
                {text_sql} AS text, s.w::INTEGER AS width, s.h::INTEGER AS height, NULL AS split,
-               {without_keys("t.j", ["id", "annotations", "completions", "predictions"])} AS data
+               t.task_data AS data
         FROM ls_task t LEFT JOIN ls_sizes s USING (task_id) ORDER BY t.idx
         """
     ).to_arrow_table()
@@ -614,6 +622,7 @@ def _assemble(
         FROM ls_ann ORDER BY ann_idx
         """
     ).to_arrow_table()
+    con.execute("DROP TABLE ls_ann")
     regions = _regions(con, path, report)
     labels = _labels(con, config)
     metadata = {"label-studio": {"label_config": config.xml}} if config else {}
