@@ -16,6 +16,7 @@ All parsing and rendering is SQL over DuckDB's JSON reader: no Python object per
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import duckdb
@@ -77,7 +78,10 @@ class CocoConverter(Converter):
 
     # ------------------------------------------------------------------ detect
     def detect(self, source: str) -> float:
-        if _io.is_folder(source) or not str(source).lower().endswith(".json"):
+        if _io.is_folder(source):
+            files = annotation_files(str(source))
+            return 0.7 if files and self.detect(files[0][0]) > 0 else 0.0
+        if not str(source).lower().endswith(".json"):
             return 0.0
         fs, path = _io.filesystem(source)
         with fs.open(path, "rb") as handle:
@@ -103,12 +107,16 @@ class CocoConverter(Converter):
         split: str | None = None,
         **options: Any,
     ) -> tuple[Tables, Report]:
-        """Read a COCO file. ``images=`` names the dataset file that gives a results
-        file its images and sizes; ``split=`` sets every task's split."""
+        """Read a COCO file, or a folder of them (``annotations/*.json``, Roboflow's
+        ``<split>/_annotations.coco.json``) as one dataset with splits from the file names.
+        ``images=`` names the dataset file that gives a results file its images and sizes;
+        ``split=`` sets every task's split."""
         if options:
             raise TypeError(f"unknown COCO read options: {', '.join(sorted(options))}")
         collector = SkipCollector(errors)  # type: ignore[arg-type]
         path = str(source)
+        if _io.is_folder(source):
+            return _read_folder(path, collector, split)
         data = _io.read_bytes(source)
         image_data = _io.read_bytes(images) if images is not None else None
         tables = parse(data, path, collector, images=image_data, images_path=images, split=split)
@@ -166,6 +174,119 @@ class CocoConverter(Converter):
 
 
 converter = CocoConverter()
+
+_SPLIT_WORDS = re.compile(r"(train|valid|val|test)", re.IGNORECASE)
+
+
+def annotation_files(root: str) -> list[tuple[str, str | None]]:
+    """The COCO files of a dataset folder and the split each one holds: ``annotations/*.json``
+    (``instances_train2017.json`` → train), Roboflow's ``<split>/_annotations.coco.json``, or
+    the folder's own ``*.json``."""
+    fs, base = _io.filesystem(root)
+    base = base.rstrip("/")
+    found = sorted(p for p in fs.find(base) if p.endswith(".json"))
+    relative = [p[len(base) + 1 :] for p in found]
+    chosen = [p for p in relative if p.startswith("annotations/") and p.count("/") == 1]
+    if not chosen:
+        chosen = [
+            p for p in relative if p.endswith("/_annotations.coco.json") and p.count("/") == 1
+        ]
+    if not chosen:
+        chosen = [p for p in relative if "/" not in p]
+    files = []
+    for name in chosen:
+        stem = name.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+        words = _SPLIT_WORDS.findall(
+            name.split("/")[0] if name.endswith("_annotations.coco.json") else stem
+        )
+        split = words[-1].lower() if words else None
+        files.append((f"{base}/{name}", {"valid": "val"}.get(split or "", split)))
+    return files
+
+
+def _read_folder(root: str, collector: SkipCollector, split: str | None) -> tuple[Tables, Report]:
+    """Every COCO file of a folder as one dataset: one task per image (an image in several
+    files of its split is one task), one annotation per image holding the regions of all the
+    files (region ids prefixed with the file's name when there are several)."""
+    files = annotation_files(root)
+    if not files:
+        raise ParseError(root, None, "no COCO annotation files (annotations/*.json) in this folder")
+    report = Report("coco", "read")
+    parts: list[tuple[str, Tables]] = []
+    for path, file_split in files:
+        data = _io.read_bytes(path)
+        if b'"segments_info"' in data[: 1 << 20]:
+            report.notes.append(f"{path}: COCO panoptic file not read (not supported)")
+            continue
+        parts.append((path, parse(data, path, collector, split=split or file_split)))
+    if not parts:
+        raise ParseError(root, None, "no readable COCO annotation files in this folder")
+    several = len(parts) > 1
+    with connection() as con:
+        for index, (_, part) in enumerate(parts):
+            for name, table in part:
+                con.register(f"part_{name}_{index}", table)
+        try:
+
+            def union(name: str, region_prefix: bool = False) -> str:
+                selects = []
+                for index, (path, _) in enumerate(parts):
+                    stem = path.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+                    if region_prefix and several:
+                        selects.append(
+                            f"SELECT * REPLACE ({sql_string(stem + ':')} || region_id AS region_id), "
+                            f"{index} AS part FROM part_{name}_{index}"
+                        )
+                    else:
+                        selects.append(f"SELECT *, {index} AS part FROM part_{name}_{index}")
+                return " UNION ALL BY NAME ".join(selects)
+
+            clash = con.sql(
+                f"SELECT task_id, count(DISTINCT coalesce(uri, '')) AS uris, "
+                f"count(DISTINCT coalesce(split, '')) AS splits FROM ({union('tasks')}) "
+                "GROUP BY task_id HAVING uris > 1 OR splits > 1 LIMIT 1"
+            ).fetchall()
+            if clash:
+                raise ParseError(
+                    root,
+                    None,
+                    f"image id {clash[0][0]} names different images in different files; "
+                    "read the files one at a time",
+                )
+            tasks = con.sql(
+                f"SELECT * EXCLUDE (part) FROM ({union('tasks')}) "
+                "QUALIFY row_number() OVER (PARTITION BY task_id ORDER BY part) = 1 ORDER BY part"
+            ).to_arrow_table()
+            annotations = con.sql(
+                f"SELECT * EXCLUDE (part) FROM ({union('annotations')}) "
+                "QUALIFY row_number() OVER (PARTITION BY annotation_id ORDER BY part) = 1 ORDER BY part"
+            ).to_arrow_table()
+            regions = con.sql(
+                f"SELECT * EXCLUDE (part) FROM ({union('regions', region_prefix=True)}) ORDER BY part"
+            ).to_arrow_table()
+            labels = con.sql(
+                f"SELECT * EXCLUDE (part) FROM ({union('labels')}) "
+                "QUALIFY row_number() OVER (PARTITION BY label ORDER BY part) = 1 ORDER BY part"
+            ).to_arrow_table()
+        finally:
+            for index, (_, part) in enumerate(parts):
+                for name, _ in part:
+                    con.unregister(f"part_{name}_{index}")
+    metadata = parts[0][1].metadata
+    tables = Tables(
+        tasks=tasks,
+        annotations=annotations,
+        regions=regions,
+        labels=labels,
+        metadata=metadata,
+    )
+    if several:
+        report.notes.append(
+            f"{len(parts)} files read as one dataset; region ids carry their file's name"
+        )
+    report.counts = tables.counts
+    report.skipped = collector.skipped
+    return tables, report
 
 
 # ====================================================================== parsing

@@ -462,3 +462,34 @@ def test_mask_area_is_recomputed_only_when_geometry_changed(tmp_path: Path) -> N
     )
     annostore.write(changed, tmp_path / "moved.json", "coco")
     assert json.loads((tmp_path / "moved.json").read_text())["annotations"][0]["area"] == 3.0
+
+
+@pytest.mark.parametrize(
+    ("folder", "files"),
+    [("coco_roboflow", 2), ("coco_instances", 2), ("coco", 12)],
+)
+def test_dataset_folders_read_as_one_dataset_with_splits(
+    corpus: Path, folder: str, files: int
+) -> None:
+    root = corpus / "datumaro/coco_dataset" / folder
+    assert annostore.detect_format(str(root)) == "coco"
+    tables, report = annostore.read(root)
+    splits = dict(
+        zip(
+            tables.tasks.column("task_id").to_pylist(),
+            tables.tasks.column("split").to_pylist(),
+            strict=True,
+        )
+    )
+    assert splits == {"5": "train", "40": "val"}
+    assert any(f"{files} files read as one dataset" in note for note in report.notes)
+    if folder == "coco":  # panoptic files are named, not silently skipped
+        assert sum("panoptic" in note for note in report.notes) == 2
+    # every region of every file is there, under one annotation per image
+    assert tables.annotations.num_rows == 2
+    singles = sum(
+        annostore.read(path, "coco")[0].regions.num_rows
+        for path in sorted((root).rglob("*.json"))
+        if "panoptic" not in path.name
+    )
+    assert tables.regions.num_rows == singles
