@@ -811,22 +811,17 @@ def _assemble(
     ).to_arrow_table()
     con.execute("DROP TABLE coco_norm")
     con.execute("DROP TABLE coco_exact")
-    labels = (
-        con.sql(
-            f"""
+    labels = con.sql(
+        f"""
         SELECT name_j->>'$' AS label, (id_j->>'$')::BIGINT AS label_id,
                super_j->>'$' AS supercategory, NULL AS color,
                CASE WHEN json_type(kp_j) = 'ARRAY' THEN kp_j::VARCHAR[] END AS keypoint_names,
                CASE WHEN json_type(sk_j) = 'ARRAY' THEN sk_j::BIGINT[][] END AS skeleton,
                {without_keys("j", ["id", "name", "supercategory", "keypoints", "skeleton"])}
-                   AS extra,
-               json_object('supercategory', json_type(super_j)) AS flags
+                   AS extra
         FROM coco_cat ORDER BY idx
         """
-        )
-        .to_arrow_table()
-        .drop_columns(["flags"])
-    )
+    ).to_arrow_table()
     return Tables(
         tasks=tasks,
         annotations=annotations,

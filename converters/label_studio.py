@@ -749,9 +749,7 @@ def _regions(con: duckdb.DuckDBPyConnection, path: str, report: Report) -> pa.Ta
     exact_columns = ", ".join(f"{sql} AS ex_{key}" for key, sql in exact_pairs)
     exact = json_object_sql([(key, f"ex_{key}") for key, _ in exact_pairs])
     any_exact = " OR ".join(f"ex_{key} IS NOT NULL" for key, _ in exact_pairs)
-    result_rest = without_keys(
-        "j", ["id", "value", "score", "parentID", "from_id", "labels", "__annostore__"]
-    )
+    result_rest = without_keys("j", ["id", "value", "score", "parentID", "from_id", "labels"])
     extra = merged_json_sql(
         result_rest,
         [
