@@ -27,6 +27,7 @@ from .errors import (
     SchemaError,
     UnknownFormatError,
 )
+from .label_configs import TASK_TYPES, label_config
 from .maintenance import GcReport, Problem, VerifyReport
 from .store import DEFAULT_STORE, Store, open
 from .tables import Tables
@@ -36,6 +37,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_STORE",
+    "TASK_TYPES",
     "AnnostoreError",
     "ConflictError",
     "ConversionError",
@@ -60,6 +62,7 @@ __all__ = [
     "__version__",
     "convert",
     "detect_format",
+    "label_config",
     "open",
     "read",
     "write",

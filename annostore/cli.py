@@ -19,6 +19,7 @@ from ._cli_convert import add_commands
 from ._output import chosen_format, output_options, render_record, render_rows
 from .dataset import Dataset
 from .errors import AnnostoreError
+from .label_configs import TASK_TYPES, label_config
 from .store import DEFAULT_STORE, STORE_ENV, Store
 from .store import open as open_store
 from .version import Version
@@ -421,6 +422,30 @@ def demo_command(ctx: click.Context, dataset: str, export_to: str | None) -> Non
         click.echo(f"exported {dataset}@{last} to {report.format}: {target}")
         for line in losses or ["nothing lost"]:
             click.echo(f"  {line}")
+
+
+@cli.command("label-config")
+@click.argument("spec", metavar="DATASET[@REF]")
+@click.option(
+    "--task",
+    type=click.Choice(TASK_TYPES),
+    help="The labeling task (default: inferred from the region types present).",
+)
+@click.option("--data-key", help="The task data key the object tag shows (default: image or text).")
+@click.option("--output", type=click.Path(dir_okay=False), help="Write the config to this file.")
+@click.pass_context
+def label_config_command(
+    ctx: click.Context, spec: str, task: str | None, data_key: str | None, output: str | None
+) -> None:
+    """Print (or write) a Label Studio label config for a version's label set."""
+    dataset, ref = _dataset_and_ref(ctx, spec)
+    xml = label_config(task, dataset.version(ref).tables, data_key=data_key)
+    if output:
+        with open(output, "w", encoding="utf-8") as handle:
+            handle.write(xml)
+        click.echo(f"wrote {output}", err=True)
+    else:
+        click.echo(xml, nl=False)
 
 
 add_commands(cli, _store, _dataset_and_ref, _author)

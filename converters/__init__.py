@@ -18,18 +18,26 @@ from annostore.errors import UnknownFormatError
 
 from ._base import ANNOTATION_POLICIES, CATEGORY_ID_POLICIES, Converter, Report, Skipped
 from ._io import check_target
+from ._label_config import LabelConfig, parse_label_config
+from ._label_config_build import TASKS as LABEL_CONFIG_TASKS
+from ._label_config_build import build_label_config, infer_task
 
 __all__ = [
     "ANNOTATION_POLICIES",
     "CATEGORY_ID_POLICIES",
     "ENTRY_POINT_GROUP",
+    "LABEL_CONFIG_TASKS",
     "Converter",
+    "LabelConfig",
     "Report",
     "Skipped",
+    "build_label_config",
     "check_target",
     "get",
+    "infer_task",
     "known",
     "names",
+    "parse_label_config",
     "register",
 ]
 
