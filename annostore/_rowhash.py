@@ -37,6 +37,7 @@ def row_hash_check() -> int:
     con = duckdb.connect(":memory:")
     try:
         con.execute("SET TimeZone = 'UTC'")
+        con.execute("SET enable_progress_bar = false")
         (value,) = first_row(con, f"SELECT {_PROBE}")
     finally:
         con.close()

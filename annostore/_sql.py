@@ -18,6 +18,8 @@ def _new_connection() -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(":memory:")
     # Timestamps and hashes must not depend on the user's machine.
     con.execute("SET TimeZone = 'UTC'")
+    # DuckDB draws a progress bar on stderr for long queries; the CLI's stderr is for messages.
+    con.execute("SET enable_progress_bar = false")
     # Large sorts (compaction) may spill to disk instead of failing.
     folder = os.path.join(tempfile.gettempdir(), "annostore-duckdb")
     os.makedirs(folder, exist_ok=True)

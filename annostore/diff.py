@@ -271,6 +271,7 @@ def diff_versions(
     con = duckdb.connect(":memory:")
     try:
         con.execute("SET TimeZone = 'UTC'")
+        con.execute("SET enable_progress_bar = false")
         views = _Views(con, dataset, a, b)
         tables, sides = {}, {}
         for table in TABLE_NAMES:

@@ -182,6 +182,7 @@ def open_version_connection(
     con = duckdb.connect(":memory:")
     try:
         con.execute("SET TimeZone = 'UTC'")
+        con.execute("SET enable_progress_bar = false")
         binder = ViewBinder(con, dataset)
         binder.bind(manifest)
         for number in sorted({int(n) for _, n in _OTHER_VERSION.findall(query)}):

@@ -106,3 +106,11 @@ def test_import_makes_a_version_once_and_export_writes_it_back(run, instances, t
     original = json.loads(Path(instances).read_text())
     assert exported["info"] == original["info"] and exported["licenses"] == original["licenses"]
     assert sorted(a["id"] for a in exported["annotations"]) == [1, 2]
+
+
+def test_duckdb_draws_no_progress_bar_on_the_cli_stderr():
+    """Long conversions must not fill stderr (the CLI's message channel) with DuckDB bars."""
+    from annostore._sql import connection
+
+    with connection() as con:
+        assert con.sql("SELECT current_setting('enable_progress_bar')").fetchall() == [(False,)]
