@@ -10,6 +10,7 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.compute as pc
 
 from annostore.errors import AnnostoreError
@@ -145,17 +146,19 @@ def file_image_size(path: str, opener: Callable[[str], Any] = open) -> tuple[int
 
 
 def image_sizes_from_headers(
-    tables: Any, image_root: str, report: Any
+    tables: Any, image_root: str, report: Any, only: pa.Array | None = None
 ) -> dict[str, tuple[int, int]]:
-    """Sizes of the tasks that lack a width or height, read from the headers of their
-    images (``uri`` relative to ``image_root``); tasks whose image cannot be found or
-    read are counted in ``report.notes`` and left out."""
+    """Sizes of the tasks that lack a width or height (of those in ``only``, a task id
+    array, when given), read from the headers of their images (``uri`` relative to
+    ``image_root``); tasks whose image cannot be found or read are counted in
+    ``report.notes`` and left out."""
     from . import _io
 
     tasks = tables.tasks
-    missing = tasks.filter(
-        pc.or_(pc.is_null(tasks.column("width")), pc.is_null(tasks.column("height")))
-    ).select(["task_id", "uri"])
+    lacking = pc.or_(pc.is_null(tasks.column("width")), pc.is_null(tasks.column("height")))
+    if only is not None:
+        lacking = pc.and_(lacking, pc.is_in(tasks.column("task_id"), only))
+    missing = tasks.filter(lacking).select(["task_id", "uri"])
     if missing.num_rows == 0:
         return {}
     fs, root = _io.filesystem(image_root)

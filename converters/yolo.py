@@ -214,7 +214,12 @@ class YoloConverter(Converter):
                 _place_images(placements, str(image_root), folder, images, report)
             report.files_written = report.counts.get("images placed", 0)
             return report
-        sizes = image_sizes_from_headers(tables, image_root, report) if image_root else {}
+        # only rotated shapes need pixels: no header is read for anything else
+        sizes = (
+            image_sizes_from_headers(tables, image_root, report, only=_rotated_tasks(tables))
+            if image_root
+            else {}
+        )
         files, placements = render(
             tables, report, variant=variant, policy=policy, annotator=annotator, image_sizes=sizes
         )
@@ -235,6 +240,26 @@ class YoloConverter(Converter):
 
 
 converter = YoloConverter()
+
+
+def _rotated_tasks(tables: Tables) -> pa.Array:
+    """Task ids with a rotated box or ellipse (whose YOLO form is computed in pixels)."""
+    with connection() as con:
+        con.register("r", tables.regions)
+        con.register("a", tables.annotations)
+        try:
+            return (
+                con.sql(
+                    "SELECT DISTINCT a.task_id FROM r JOIN a USING (annotation_id) "
+                    "WHERE coalesce(r.rotation, 0) % 360 <> 0"
+                )
+                .to_arrow_table()
+                .column(0)
+                .combine_chunks()
+            )
+        finally:
+            con.unregister("r")
+            con.unregister("a")
 
 
 def classify_placements(

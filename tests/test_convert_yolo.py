@@ -471,3 +471,22 @@ def test_classify_writes_class_folders_and_reads_back(tmp_path: Path) -> None:
     assert report.counts["images placed"] == 3
     back, _ = annostore.read(tmp_path / "out", "yolo", variant="classify")
     assert back.regions.column("label").to_pylist() == tables.regions.column("label").to_pylist()
+
+
+def test_yolo_to_yolo_reads_no_image_headers(corpus: Path, tmp_path: Path, monkeypatch) -> None:
+    """Sizes are read from image headers only where a conversion needs pixels."""
+    from annostore.converters import _assets
+
+    opened = []
+    original = _assets.file_image_size
+    monkeypatch.setattr(
+        _assets, "file_image_size", lambda *a, **k: opened.append(a[0]) or original(*a, **k)
+    )
+    annostore.convert(
+        corpus / "label-studio-converter/test_import_yolo_data", tmp_path / "out", to="yolo"
+    )
+    assert opened == []
+    annostore.convert(
+        corpus / "label-studio-converter/test_import_yolo_data", tmp_path / "c.json", to="coco"
+    )
+    assert len(opened) == 7  # COCO needs every image's size
