@@ -123,3 +123,42 @@ def merged_json_sql(base: str, pairs: Sequence[tuple[str, str]], drop: Sequence[
         patch = json.dumps({key: None for key in drop})
         cleaned = f"json_merge_patch({cleaned}, {sql_string(patch)}::JSON)"
     return f"json_merge_patch({cleaned}, {json_object_sql(pairs)})::VARCHAR"
+
+
+def join_json_texts(column: pa.ChunkedArray) -> bytes:
+    """JSON texts joined by ``,\\n`` (the items of a JSON list), without a Python string
+    per item."""
+    if len(column) == 0:
+        return b""
+    joined = pa.compute.binary_join(
+        pa.ListArray.from_arrays(pa.array([0, len(column)], pa.int32()), column.combine_chunks()),
+        ",\n",
+    )
+    return joined[0].as_buffer().to_pybytes()
+
+
+def rows_table(
+    con: duckdb.DuckDBPyConnection, name: str, columns: dict[str, tuple[list[Any], pa.DataType]]
+) -> None:
+    """Temp table ``name`` from a few rows computed in Python (column → values, type)."""
+    table = pa.table({column: pa.array(values, kind) for column, (values, kind) in columns.items()})
+    con.register(f"{name}_arrow", table)
+    try:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM {name}_arrow")
+    finally:
+        con.unregister(f"{name}_arrow")
+
+
+def image_sizes_table(
+    con: duckdb.DuckDBPyConnection, name: str, sizes: dict[str, tuple[int, int]]
+) -> None:
+    """Temp table ``name(task_id, sw, sh)`` of sizes read from image headers."""
+    rows_table(
+        con,
+        name,
+        {
+            "task_id": (list(sizes), pa.string()),
+            "sw": ([s[0] for s in sizes.values()], pa.int32()),
+            "sh": ([s[1] for s in sizes.values()], pa.int32()),
+        },
+    )

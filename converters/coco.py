@@ -41,9 +41,12 @@ from ._selection import (
 )
 from ._sqljson import (
     bad_rows,
+    image_sizes_table,
+    join_json_texts,
     json_object_sql,
     load_document,
     merged_json_sql,
+    rows_table,
     sql_string,
     without_keys,
 )
@@ -854,7 +857,14 @@ def render(
             return _render(con, tables, report, policy, annotator, category_ids, image_sizes or {})
         finally:
             unregister_tables(con)
-            for table in ("selected", "classes", "coco_out_img", "coco_out_reg", "coco_masks"):
+            for table in (
+                "selected",
+                "classes",
+                "coco_out_img",
+                "coco_out_reg",
+                "coco_masks",
+                "coco_sizes",
+            ):
                 con.execute(f"DROP TABLE IF EXISTS {table}")
 
 
@@ -883,14 +893,7 @@ def _render(
         report.notes.append(
             "task ids are not all integers: COCO image ids were numbered 1.. in task-id order"
         )
-    sizes = pa.table(
-        {
-            "task_id": pa.array(list(image_sizes), pa.string()),
-            "sw": pa.array([s[0] for s in image_sizes.values()], pa.int32()),
-            "sh": pa.array([s[1] for s in image_sizes.values()], pa.int32()),
-        }
-    )
-    con.register("coco_sizes", sizes)
+    image_sizes_table(con, "coco_sizes", image_sizes)
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE coco_out_img AS
@@ -902,7 +905,7 @@ def _render(
         FROM tasks t LEFT JOIN coco_sizes s USING (task_id)
         """
     )
-    con.unregister("coco_sizes")
+    con.execute("DROP TABLE coco_sizes")
     missing, lost_regions = con.sql(
         """
         SELECT count(DISTINCT i.task_id), count(r.region_id)
@@ -1052,18 +1055,15 @@ def _render(
                 float(sum(values[1::2])) if needs_area and values is not None else None,
             )
         )
-    con.register(
-        "coco_masks_arrow",
-        pa.table(
-            {
-                "ordinal": pa.array([m[0] for m in mask_rows], pa.int64()),
-                "counts_list": pa.array([m[1] for m in mask_rows], pa.string()),
-                "mask_area": pa.array([m[2] for m in mask_rows], pa.float64()),
-            }
-        ),
+    rows_table(
+        con,
+        "coco_masks",
+        {
+            "ordinal": ([m[0] for m in mask_rows], pa.int64()),
+            "counts_list": ([m[1] for m in mask_rows], pa.string()),
+            "mask_area": ([m[2] for m in mask_rows], pa.float64()),
+        },
     )
-    con.execute("CREATE OR REPLACE TEMP TABLE coco_masks AS SELECT * FROM coco_masks_arrow")
-    con.unregister("coco_masks_arrow")
 
     integer_regions = con.sql(
         """
@@ -1184,7 +1184,7 @@ def _render(
     outputs: dict[str, bytes] = {}
     for group in groups:
         rows = body.filter(pa.compute.equal(body.column("grp"), group)) if policy == "all" else body
-        annotations_text = _join(rows.column("text"))
+        annotations_text = join_json_texts(rows.column("text"))
         if results:
             outputs[group] = b"[" + annotations_text + b"]\n"
             continue
@@ -1199,24 +1199,13 @@ def _render(
             b"{"
             + head
             + b'"images": ['
-            + _join(images_json)
+            + join_json_texts(images_json)
             + b"],\n"
             + b'"annotations": ['
             + annotations_text
             + b"],\n"
             + b'"categories": ['
-            + _join(categories)
+            + join_json_texts(categories)
             + b"]}\n"
         )
     return outputs
-
-
-def _join(column: pa.ChunkedArray) -> bytes:
-    """JSON texts joined by commas, without a Python string per item."""
-    if len(column) == 0:
-        return b""
-    joined = pa.compute.binary_join(
-        pa.ListArray.from_arrays(pa.array([0, len(column)], pa.int32()), column.combine_chunks()),
-        ",\n",
-    )
-    return joined[0].as_buffer().to_pybytes()

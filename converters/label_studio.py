@@ -44,9 +44,11 @@ from ._rle import (
 from ._selection import register_tables, unregister_tables
 from ._sqljson import (
     bad_rows,
+    join_json_texts,
     json_object_sql,
     load_document,
     merged_json_sql,
+    rows_table,
     sql_string,
     without_keys,
 )
@@ -1222,18 +1224,8 @@ def _render(con: duckdb.DuckDBPyConnection, tables: Tables, report: Report) -> b
         "results": con.sql("SELECT count(*) FROM ls_results").fetchall()[0][0],
     }
     con.execute("DROP TABLE IF EXISTS ls_result_json")
-    body = _join_json(task_rows.column("text"))
+    body = join_json_texts(task_rows.column("text"))
     return b"[" + body + b"]\n"
-
-
-def _join_json(column: pa.ChunkedArray) -> bytes:
-    if len(column) == 0:
-        return b""
-    joined = pa.compute.binary_join(
-        pa.ListArray.from_arrays(pa.array([0, len(column)], pa.int32()), column.combine_chunks()),
-        ",\n",
-    )
-    return joined[0].as_buffer().to_pybytes()
 
 
 def _brushes(con: duckdb.DuckDBPyConnection) -> None:
@@ -1247,17 +1239,14 @@ def _brushes(con: duckdb.DuckDBPyConnection) -> None:
         height, width = size
         mask = coco_counts_to_mask(coco_counts_from_string(counts), height, width)
         encoded.append((ordinal, json.dumps(encode_label_studio_rle(_rgba_of(mask)))))
-    con.register(
-        "ls_brushes_arrow",
-        pa.table(
-            {
-                "ordinal": pa.array([e[0] for e in encoded], pa.int64()),
-                "rle": pa.array([e[1] for e in encoded], pa.string()),
-            }
-        ),
+    rows_table(
+        con,
+        "ls_brushes",
+        {
+            "ordinal": ([e[0] for e in encoded], pa.int64()),
+            "rle": ([e[1] for e in encoded], pa.string()),
+        },
     )
-    con.execute("CREATE OR REPLACE TEMP TABLE ls_brushes AS SELECT * FROM ls_brushes_arrow")
-    con.unregister("ls_brushes_arrow")
 
 
 def _offsets(con: duckdb.DuckDBPyConnection) -> None:
@@ -1274,15 +1263,12 @@ def _offsets(con: duckdb.DuckDBPyConnection) -> None:
             units.append(units[-1] + (2 if ord(char) > 0xFFFF else 1))
         if end < len(units):
             converted.append((ordinal, units[start], units[end]))
-    con.register(
-        "ls_offsets_arrow",
-        pa.table(
-            {
-                "ordinal": pa.array([c[0] for c in converted], pa.int64()),
-                "start16": pa.array([c[1] for c in converted], pa.int64()),
-                "end16": pa.array([c[2] for c in converted], pa.int64()),
-            }
-        ),
+    rows_table(
+        con,
+        "ls_offsets",
+        {
+            "ordinal": ([c[0] for c in converted], pa.int64()),
+            "start16": ([c[1] for c in converted], pa.int64()),
+            "end16": ([c[2] for c in converted], pa.int64()),
+        },
     )
-    con.execute("CREATE OR REPLACE TEMP TABLE ls_offsets AS SELECT * FROM ls_offsets_arrow")
-    con.unregister("ls_offsets_arrow")

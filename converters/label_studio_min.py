@@ -33,7 +33,7 @@ from . import _io
 from . import label_studio as full
 from ._base import Converter, Report, SkipCollector
 from ._label_config import LabelConfig
-from ._sqljson import load_document, sql_string
+from ._sqljson import join_json_texts, load_document, sql_string
 
 __all__ = ["LabelStudioMinConverter", "converter"]
 
@@ -283,7 +283,7 @@ def _to_full(
         ).to_arrow_table()
     finally:
         con.unregister("min_rows")
-    body = full._join_json(tasks.column("text"))
+    body = join_json_texts(tasks.column("text"))
     # keys the records had as null are left out of the full export (absent, not null)
     return b"[" + body + b"]"
 
@@ -355,7 +355,7 @@ def from_full_export(export: bytes, tables: Tables, report: Report) -> bytes:
         finally:
             con.execute("DROP TABLE IF EXISTS min_full")
     report.counts = {"records": records.num_rows}
-    return b"[" + full._join_json(records.column("text")) + b"]\n"
+    return b"[" + join_json_texts(records.column("text")) + b"]\n"
 
 
 def _losses(tables: Tables) -> dict[str, int]:

@@ -35,7 +35,7 @@ from ._assets import image_sizes_from_headers, install_asset_macros
 from ._base import Converter, Report, SkipCollector
 from ._numbers import install_number_macros
 from ._selection import annotation_selection, geometry_labels, register_tables, unregister_tables
-from ._sqljson import sql_string
+from ._sqljson import image_sizes_table, sql_string
 from ._yaml import dump_yaml, load_yaml
 
 __all__ = ["VARIANTS", "YoloConverter", "converter"]
@@ -904,7 +904,7 @@ def render(
             return _render(con, tables, report, variant, policy, annotator, image_sizes or {})
         finally:
             unregister_tables(con)
-            for table in ("selected", "classes", "yolo_out"):
+            for table in ("selected", "classes", "yolo_out", "yolo_sizes"):
                 con.execute(f"DROP TABLE IF EXISTS {table}")
 
 
@@ -953,14 +953,7 @@ def _render(
     _class_indexes(con, report, from_yolo="yolo" in tables.metadata)
     keep_layout = "yolo" in tables.metadata
     predictions = policy == "predictions"
-    sizes = pa.table(
-        {
-            "task_id": pa.array(list(image_sizes), pa.string()),
-            "sw": pa.array([s[0] for s in image_sizes.values()], pa.int32()),
-            "sh": pa.array([s[1] for s in image_sizes.values()], pa.int32()),
-        }
-    )
-    con.register("yolo_sizes", sizes)
+    image_sizes_table(con, "yolo_sizes", image_sizes)
     # paths from the data must stay inside the output folder
     bad_uri = con.sql(
         "SELECT task_id, uri FROM tasks WHERE uri IS NOT NULL AND NOT contains(uri, '://') AND "
@@ -992,7 +985,7 @@ def _render(
         LEFT JOIN classes c ON c.label = r.label
         """
     )
-    con.unregister("yolo_sizes")
+    con.execute("DROP TABLE yolo_sizes")
 
     def count(condition: str) -> int:
         return con.sql(f"SELECT count(*) FROM yolo_out WHERE {condition}").fetchall()[0][0]
