@@ -24,6 +24,7 @@ from .errors import (
     NotFoundError,
     ParseError,
     QueryError,
+    RemoteError,
     SchemaError,
     UnknownFormatError,
 )
@@ -51,6 +52,7 @@ __all__ = [
     "ParseError",
     "Problem",
     "QueryError",
+    "RemoteError",
     "Report",
     "SchemaError",
     "Store",

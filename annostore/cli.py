@@ -14,8 +14,7 @@ from typing import Any
 
 import click
 
-from . import __version__
-from ._cli_convert import add_commands
+from . import __version__, _cli_convert, _cli_ls
 from ._output import chosen_format, output_options, render_record, render_rows
 from .dataset import Dataset
 from .errors import AnnostoreError
@@ -448,7 +447,8 @@ def label_config_command(
         click.echo(xml, nl=False)
 
 
-add_commands(cli, _store, _dataset_and_ref, _author)
+_cli_convert.add_commands(cli, _store, _dataset_and_ref, _author)
+_cli_ls.add_commands(cli, _store, _dataset_and_ref, _author)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -12,6 +12,7 @@ Every error is an :class:`AnnostoreError`; catch that to handle them all::
     ├── CorruptionError           a stored file whose bytes do not match its recorded sha256
     ├── ConversionError           a loss during conversion under ``strict``
     ├── QueryError                SQL that is not a single read-only SELECT, or fails
+    ├── RemoteError               a server (Label Studio) that refused, failed or did not answer
     └── MissingDependencyError    an optional dependency is not installed (with install hint)
 
 The CLI prints the message of an ``AnnostoreError`` as one line and exits with status 1.
@@ -31,6 +32,7 @@ __all__ = [
     "NotFoundError",
     "ParseError",
     "QueryError",
+    "RemoteError",
     "SchemaError",
     "UnknownFormatError",
 ]
@@ -107,6 +109,15 @@ class ConversionError(AnnostoreError):
 
 class QueryError(AnnostoreError):
     """User SQL that is not allowed (not one SELECT, reaching outside the store) or fails."""
+
+
+class RemoteError(AnnostoreError):
+    """A server annostore talks to (Label Studio) refused the request, failed or did not
+    answer; ``status`` is the HTTP status when there was one."""
+
+    def __init__(self, message: str, *, status: int | None = None):
+        super().__init__(message)
+        self.status = status
 
 
 class MissingDependencyError(AnnostoreError):

@@ -311,7 +311,7 @@ def _parse(
     # Each step copies what it keeps, so what is done with is dropped at once: an export of
     # a million regions is gigabytes of JSON text per copy.
     con.execute("DROP TABLE ls_doc")
-    _read_annotations(con, path, collector)
+    _read_annotations(con, path, collector, report)
     con.execute(
         "CREATE OR REPLACE TEMP TABLE ls_task AS SELECT idx, task_id, data_j, "
         f"{without_keys('j', ['id', 'annotations', 'completions', 'predictions'])} AS task_data "
@@ -343,7 +343,9 @@ _ANNOTATION_PATHS = [
 ]
 
 
-def _read_annotations(con: duckdb.DuckDBPyConnection, path: str, collector: SkipCollector) -> None:
+def _read_annotations(
+    con: duckdb.DuckDBPyConnection, path: str, collector: SkipCollector, report: Report
+) -> None:
     paths = ", ".join(sql_string(p) for p in _ANNOTATION_PATHS)
     con.execute(
         f"""
@@ -365,6 +367,13 @@ def _read_annotations(con: duckdb.DuckDBPyConnection, path: str, collector: Skip
         SELECT *, json_type(j) AS jt, json_extract(j, [{paths}]) AS v FROM items
         """
     )
+    # Label Studio's export API lists a task's predictions by id only; there is nothing to read.
+    by_id = con.sql(
+        "SELECT count(*) FROM ls_ann WHERE kind = 'prediction' AND jt IN ('UBIGINT', 'BIGINT')"
+    ).fetchall()[0][0]
+    if by_id:
+        con.execute("DELETE FROM ls_ann WHERE kind = 'prediction' AND jt IN ('UBIGINT', 'BIGINT')")
+        report.drop("predictions listed by id only (Label Studio's export API), not read", by_id)
     con.execute(
         """
         CREATE OR REPLACE TEMP TABLE ls_ann AS

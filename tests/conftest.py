@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -139,3 +140,18 @@ def corpus() -> Path:
     if not CORPUS.is_dir():
         pytest.fail(f"the shared corpus is missing at {CORPUS}; set ANNOSTORE_CORPUS")
     return CORPUS
+
+
+@pytest.fixture(scope="session")
+def label_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A real Label Studio on a free loopback port (installed into its own cached venv)."""
+    from label_studio_server import start
+
+    server = start(tmp_path_factory.mktemp("label-studio"), free_port())
+    sys.stderr.write(
+        f"\nLabel Studio server up in {server.startup_seconds:.1f} s at {server.url}\n"
+    )
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -555,3 +555,17 @@ def test_generated_exports_round_trip(
     assert canonical(json.loads((folder / "out.json").read_text())) == canonical(document)
     second, _ = annostore.read(folder / "out.json", "label-studio")
     assert first.equals(second)
+
+
+def test_an_api_export_that_lists_predictions_by_id_reads_with_the_loss_reported(tmp_path):
+    """Label Studio's export endpoint writes ``"predictions": [1]`` (ids, no content)."""
+    path = tmp_path / "export.json"
+    path.write_text(
+        '[{"id": 1, "data": {"image": "a.jpg"}, "predictions": [7, 8], "annotations": '
+        '[{"id": 3, "result": [], "was_cancelled": false}]}]'
+    )
+    tables, report = annostore.read(str(path), "label-studio")
+    assert tables.annotations.column("annotation_id").to_pylist() == ["3"]
+    assert report.dropped == {
+        "predictions listed by id only (Label Studio's export API), not read": 2
+    }
