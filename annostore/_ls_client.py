@@ -171,6 +171,16 @@ class LabelStudioClient:
         )
         return int(answer.get("created", 0)) if isinstance(answer, dict) else 0
 
+    def users(self) -> dict[str, str]:
+        """User id → email (or username) of the organization's members."""
+        answer = self.request("GET", "/api/users/?page_size=10000")
+        listed = answer.get("results", []) if isinstance(answer, dict) else answer or []
+        return {
+            str(user["id"]): str(user.get("email") or user.get("username") or user["id"])
+            for user in listed
+            if isinstance(user, dict) and "id" in user
+        }
+
     def export(self, project_id: int) -> bytes:
         """Every task of the project with its annotations, as Label Studio's JSON export."""
         return self.request(

@@ -312,6 +312,27 @@ def _pulled_tables(
     return tables, dropped
 
 
+def _with_annotator_emails(client: LabelStudioClient, pulled: Tables) -> Tables:
+    """Annotators as the email Label Studio knows them by, not its user id."""
+    annotators = pulled.annotations.column("annotator")
+    if annotators.null_count == len(annotators):
+        return pulled
+    try:
+        emails = client.users()
+    except RemoteError as exc:
+        if exc.status != 403:  # a member who may not list users keeps the ids
+            raise
+        return pulled
+    keys = pa.array(list(emails), pa.string())
+    named = pc.take(pa.array(list(emails.values()), pa.string()), pc.index_in(annotators, keys))
+    annotations = pulled.annotations.set_column(
+        pulled.annotations.schema.get_field_index("annotator"),
+        "annotator",
+        pc.coalesce(named, annotators),
+    )
+    return Tables._trusted(metadata=pulled.metadata, **dict(pulled, annotations=annotations))
+
+
 #: annotation fields Label Studio recomputes on every export ("0 minutes" ago…): kept out
 #: so that pulling an unchanged project changes nothing (of the prediction an annotation
 #: started from, its id is kept as ``prediction_id``)
@@ -344,6 +365,7 @@ def pull(
     base = dataset.latest
     base_tables = base.tables if base else Tables()
     pulled, dropped = _pulled_tables(client, found)
+    pulled = _with_annotator_emails(client, pulled)
     state, link_tasks, pulled_ids, counts = _merge(base_tables, pulled, link)
     default = f"pull from Label Studio project {title!r} ({client.url})"
     version = dataset.commit(

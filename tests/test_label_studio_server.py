@@ -10,6 +10,7 @@ import uuid
 
 import pytest
 from click.testing import CliRunner
+from label_studio_server import USER
 
 import annostore
 from annostore.cli import cli
@@ -95,8 +96,7 @@ def test_every_generated_config_is_accepted_by_the_server(label_studio):
         listed = sorted(
             {label for control in parsed.values() for label in control.get("labels", [])}
         )
-        if task not in ("ocr",):
-            assert listed == sorted(LABELS), task
+        assert listed == sorted(LABELS), task
 
 
 def test_push_label_pull_diff_and_pull_again(label_studio, tmp_path, project_name):
@@ -155,6 +155,8 @@ def test_push_label_pull_diff_and_pull_again(label_studio, tmp_path, project_nam
     ]
     assert (rows[0]["x"], rows[0]["y"], rows[0]["w"], rows[0]["h"]) == (0.25, 0.25, 0.5, 0.25)
     assert rows[0]["lead_time"] == 4.5
+    annotators = v2.sql("SELECT DISTINCT annotator FROM annotations WHERE kind = 'annotation'")
+    assert annotators.column("annotator").to_pylist() == [USER]
     # tasks and predictions are still the dataset's own
     assert v2.tables.tasks.equals(ds.version(1).tables.tasks)
     assert v2.sql(
