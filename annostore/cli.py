@@ -323,6 +323,12 @@ def stats_command(ctx: click.Context, spec: str, output_format: str, as_json: bo
 )
 @click.option("--no-pairing", is_flag=True, help="Do not pair removed and added regions by IoU.")
 @click.option(
+    "--counts",
+    "counts_only",
+    is_flag=True,
+    help="Only rows added, removed, changed and unchanged per table, by key (from the commits' changesets: fast).",
+)
+@click.option(
     "--output",
     type=click.Path(dir_okay=False),
     help="Write one row per changed region to this Parquet file.",
@@ -336,6 +342,7 @@ def diff_command(
     b: str,
     iou_threshold: float,
     no_pairing: bool,
+    counts_only: bool,
     output: str | None,
     output_format: str,
     as_json: bool,
@@ -344,6 +351,22 @@ def diff_command(
     result = (
         _store(ctx).dataset(dataset).diff(a, b, iou_threshold=None if no_pairing else iou_threshold)
     )
+    if counts_only:
+        if output:
+            raise click.UsageError("--output writes per-region rows; it does not go with --counts")
+        rows = [
+            {
+                "table": name,
+                "added": t.added,
+                "removed": t.removed,
+                "changed": t.changed,
+                "unchanged": t.unchanged,
+            }
+            for name, t in result.tables.items()
+        ]
+        columns = ["table", "added", "removed", "changed", "unchanged"]
+        click.echo(render_rows(rows, columns, chosen_format(output_format, as_json)))
+        return
     if output:
         result.write_parquet(output)
         click.echo(f"wrote {result.regions.num_rows} region changes to {output}", err=True)

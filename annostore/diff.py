@@ -10,7 +10,9 @@ every file).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import duckdb
@@ -20,6 +22,7 @@ import pyarrow.parquet as pq
 
 from annostore.schemas import COLUMNS, KEYS, TABLE_NAMES
 
+from ._diff_counts import key_counts
 from ._fragments import read_file
 from ._manifest import Manifest, TableState
 from ._rowhash import ROW_HASH, row_hash_check, row_hash_expression
@@ -35,19 +38,46 @@ __all__ = ["Diff", "TableDiff", "diff_versions"]
 _PRUNE_LIMIT = 0.25
 
 
-@dataclass
 class TableDiff:
-    """Row counts of one table's difference, and the changed keys with their status."""
+    """Row counts of one table's difference, and the changed keys with their status.
 
-    added: int
-    removed: int
-    changed: int
-    unchanged: int
-    #: key columns, ``status`` ('added' | 'removed' | 'changed') and, for changed rows,
-    #: ``fields``: the columns whose values differ
-    rows: pa.Table
-    #: column → number of changed rows in which it differs
-    fields_changed: dict[str, int] = field(default_factory=dict)
+    The counts come first (from the commits' changesets where they can); ``rows`` and
+    ``fields_changed`` are computed when first asked for.
+    """
+
+    def __init__(
+        self,
+        added: int,
+        removed: int,
+        changed: int,
+        unchanged: int,
+        rows: pa.Table | None = None,
+        fields_changed: dict[str, int] | None = None,
+        *,
+        details: Callable[[], TableDiff] | None = None,
+    ):
+        self.added = added
+        self.removed = removed
+        self.changed = changed
+        self.unchanged = unchanged
+        self._rows = rows
+        self._fields_changed = fields_changed
+        self._details = details
+
+    @property
+    def rows(self) -> pa.Table:
+        """Key columns, ``status`` ('added' | 'removed' | 'changed') and, for changed rows,
+        ``fields``: the columns whose values differ."""
+        if self._rows is None and self._details is not None:
+            self._rows = self._details().rows
+        return self._rows
+
+    @property
+    def fields_changed(self) -> dict[str, int]:
+        """Column → number of changed rows in which it differs."""
+        if self._fields_changed is None and self._details is not None:
+            self._fields_changed = self._details().fields_changed
+        return self._fields_changed or {}
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -58,25 +88,94 @@ class TableDiff:
             "fields_changed": self.fields_changed,
         }
 
+    def __repr__(self) -> str:
+        return (
+            f"TableDiff(added={self.added}, removed={self.removed}, changed={self.changed}, "
+            f"unchanged={self.unchanged})"
+        )
+
 
 @dataclass
-class Diff:
-    """What changed from version ``a`` to version ``b`` of a dataset."""
+class _Details:
+    """Everything a diff says beyond the key-level counts (computed on first use)."""
 
-    dataset: str
-    a: int
-    b: int
     tables: dict[str, TableDiff]
-    #: one row per region added, removed or changed: keys, status, task_id, label_a,
-    #: label_b, iou (boxes whose geometry changed, or IoU-paired regions), fields, paired
     regions: pa.Table
     label_changes: list[dict[str, Any]]
     tasks_newly_labeled: list[str]
     tasks_newly_unlabeled: list[str]
     labels_added: list[str]
     labels_removed: list[str]
-    iou_threshold: float | None
     regions_paired: int
+
+
+class Diff:
+    """What changed from version ``a`` to version ``b`` of a dataset.
+
+    ``tables`` (rows added, removed, changed and unchanged per table, by key) is known at
+    once; everything else — the per-region rows, fields changed, label changes, IoU,
+    tasks newly labeled — is computed on first use, by comparing the rows that differ.
+    """
+
+    def __init__(
+        self, dataset: Dataset, a: Manifest, b: Manifest, iou_threshold: float | None = 0.5
+    ):
+        self.dataset = dataset.name
+        self.a = a.number
+        self.b = b.number
+        self.iou_threshold = iou_threshold
+        self._inputs = (dataset, a, b)
+        counts = key_counts(dataset, a, b)
+        self._tables = (
+            {
+                table: TableDiff(*counts[table], details=functools.partial(self._table, table))
+                for table in TABLE_NAMES
+            }
+            if counts is not None
+            else None
+        )
+
+    @functools.cached_property
+    def _details(self) -> _Details:
+        return _compute_details(*self._inputs, self.iou_threshold)
+
+    def _table(self, table: str) -> TableDiff:
+        return self._details.tables[table]
+
+    @property
+    def tables(self) -> dict[str, TableDiff]:
+        """Per table: rows added, removed, changed (same key, other content), unchanged."""
+        return self._tables if self._tables is not None else self._details.tables
+
+    @property
+    def regions(self) -> pa.Table:
+        """One row per region added, removed or changed: keys, status, task_id, label_a,
+        label_b, iou (boxes whose geometry changed, or IoU-paired regions), fields, paired."""
+        return self._details.regions
+
+    @property
+    def label_changes(self) -> list[dict[str, Any]]:
+        return self._details.label_changes
+
+    @property
+    def tasks_newly_labeled(self) -> list[str]:
+        return self._details.tasks_newly_labeled
+
+    @property
+    def tasks_newly_unlabeled(self) -> list[str]:
+        return self._details.tasks_newly_unlabeled
+
+    @property
+    def labels_added(self) -> list[str]:
+        return self._details.labels_added
+
+    @property
+    def labels_removed(self) -> list[str]:
+        return self._details.labels_removed
+
+    @property
+    def regions_paired(self) -> int:
+        return self._details.regions_paired
 
     @property
     def regions_added(self) -> int:
@@ -136,6 +235,22 @@ def _listing(state: TableState) -> set[tuple[str, int]]:
     }
 
 
+def _files_that_can_differ(mine: TableState, theirs: TableState) -> TableState:
+    """``mine`` without the fragments whose live rows are certainly live in ``theirs`` too.
+
+    A row of a fragment both versions list (same file, same seq) is removed from
+    ``theirs`` only by a tombstone that ``theirs`` lists and ``mine`` does not (one that
+    both list would remove it from ``mine`` as well). So when ``theirs`` has no tombstone of
+    its own, the shared fragments hold no differing row and need not be read: the newer
+    side of a forward diff reads only the fragments written since the older version.
+    """
+    shared = _listing(mine) & _listing(theirs)
+    if any((t.sha256, -t.seq - 1) not in shared for t in theirs.tombstones):
+        return mine
+    own = [f for f in mine.fragments if (f.sha256, f.seq) not in shared]
+    return mine.model_copy(update={"fragments": own})
+
+
 def _candidate_keys(dataset: Dataset, table: str, a: TableState, b: TableState) -> pa.Table:
     """Keys whose rows may differ: those of the files one version lists and the other not."""
     shared = _listing(a) & _listing(b)
@@ -159,6 +274,12 @@ class _Views:
         binder = ViewBinder(con, dataset)
         binder.bind_with_hashes(a, "_a")
         binder.bind_with_hashes(b, "_b")
+        # Views over only the files whose rows can differ (see _files_that_can_differ).
+        for table in TABLE_NAMES:
+            for side, mine, theirs in (("a", a, b), ("b", b, a)):
+                state = _files_that_can_differ(mine.tables[table], theirs.tables[table])
+                sql = binder.table_sql(table, state, f"_changed_{side}", with_hash=True)
+                con.execute(f"CREATE VIEW {quote(f'_changed_{table}_{side}')} AS {sql}")
         current = row_hash_check()
         # Hashes written by another hash function cannot be compared: recompute those.
         self.hash_sql = {
@@ -169,11 +290,18 @@ class _Views:
         }
 
     def rows(
-        self, table: str, side: str, keys: pa.Table | None, columns: list[str] | None = None
+        self,
+        table: str,
+        side: str,
+        keys: pa.Table | None,
+        columns: list[str] | None = None,
+        *,
+        changed_only: bool = False,
     ) -> pa.Table:
-        """Rows of one version's table (all canonical columns by default), only ``keys`` if given."""
+        """Rows of one version's table (all canonical columns by default), only ``keys`` if
+        given; with ``changed_only``, only rows that can differ from the other version's."""
         wanted = column_list(columns or [c.name for c in COLUMNS[table]], "r.")
-        source = quote(f"_raw_{table}_{side}")
+        source = quote(f"_{'changed' if changed_only else 'raw'}_{table}_{side}")
         if keys is None:
             return self.con.sql(f"SELECT {wanted} FROM {source} r").to_arrow_table()
         self.con.register("wanted_keys", keys)
@@ -223,8 +351,8 @@ def _table_diff(
         # first, and read whole rows only where they differ.
         candidates = views.differing(table, None)
     # Candidates whose rows turn out equal are dropped by the field comparison below.
-    rows_a = views.rows(table, "a", candidates)
-    rows_b = views.rows(table, "b", candidates)
+    rows_a = views.rows(table, "a", candidates, changed_only=True)
+    rows_b = views.rows(table, "b", candidates, changed_only=True)
     columns = [c.name for c in COLUMNS[table] if c.name not in keys]
     con.register("rows_a", rows_a)
     con.register("rows_b", rows_b)
@@ -268,6 +396,12 @@ def diff_versions(
     dataset: Dataset, a: Manifest, b: Manifest, iou_threshold: float | None = 0.5
 ) -> Diff:
     """Compare version ``a`` with version ``b`` (either may be the older)."""
+    return Diff(dataset, a, b, iou_threshold)
+
+
+def _compute_details(
+    dataset: Dataset, a: Manifest, b: Manifest, iou_threshold: float | None
+) -> _Details:
     con = duckdb.connect(":memory:")
     try:
         con.execute("SET TimeZone = 'UTC'")
@@ -299,10 +433,7 @@ def diff_versions(
         )
     finally:
         con.close()
-    return Diff(
-        dataset=dataset.name,
-        a=a.number,
-        b=b.number,
+    return _Details(
         tables=tables,
         regions=regions,
         label_changes=matrix,
@@ -310,7 +441,6 @@ def diff_versions(
         tasks_newly_unlabeled=unlabeled,
         labels_added=sorted(k for k, v in label_status.items() if v == "added"),
         labels_removed=sorted(k for k, v in label_status.items() if v == "removed"),
-        iou_threshold=iou_threshold,
         regions_paired=paired,
     )
 

@@ -42,6 +42,11 @@ def timed(function, repeat: int) -> tuple[float, float]:
     return first, statistics.median(runs)
 
 
+def counts(diff: annostore.Diff) -> dict:
+    """The key-level counts of every table (what a diff knows before comparing rows)."""
+    return {name: (t.added, t.removed, t.changed, t.unchanged) for name, t in diff.tables.items()}
+
+
 def small_edit(tables: annostore.Tables, step: int) -> pa.Table:
     regions = tables.regions.slice((step * 7919) % max(tables.regions.num_rows - 1000, 1), 1000)
     return regions.set_column(
@@ -95,16 +100,28 @@ def main() -> None:
                 timed(snapshot_join, args.repeat),
             ),
             (
+                "diff counts by key, adjacent versions (1 -> 2, 3% change)",
+                timed(lambda: counts(ds.diff(1, 2)), args.repeat),
+            ),
+            (
+                f"diff counts by key, ten versions apart (1 -> {uncompacted})",
+                timed(lambda: counts(ds.diff(1, uncompacted)), args.repeat),
+            ),
+            (
+                f"diff counts by key, across a compaction (1 -> {compacted})",
+                timed(lambda: counts(ds.diff(1, compacted)), args.repeat),
+            ),
+            (
                 "diff, adjacent versions (1 -> 2, 3% change), full detail",
-                timed(lambda: ds.diff(1, 2), args.repeat),
+                timed(lambda: ds.diff(1, 2).to_dict(), args.repeat),
             ),
             (
-                f"diff, ten versions apart (1 -> {uncompacted})",
-                timed(lambda: ds.diff(1, uncompacted), args.repeat),
+                f"diff, ten versions apart (1 -> {uncompacted}), full detail",
+                timed(lambda: ds.diff(1, uncompacted).to_dict(), args.repeat),
             ),
             (
-                f"diff, across a compaction (1 -> {compacted})",
-                timed(lambda: ds.diff(1, compacted), args.repeat),
+                f"diff, across a compaction (1 -> {compacted}), full detail",
+                timed(lambda: ds.diff(1, compacted).to_dict(), args.repeat),
             ),
             ("stats, compacted version", timed(lambda: ds.stats(compacted), args.repeat)),
             (
@@ -139,7 +156,7 @@ def main() -> None:
         print(f"| {'what':<66} | {'first s':>8} | {'warm s':>8} |")
         print(f"|{'-' * 68}|{'-' * 10}|{'-' * 10}|")
         for label, (first, warm) in rows:
-            print(f"| {label:<66} | {first:>8.3f} | {warm:>8.3f} |")
+            print(f"| {label:<66} | {first:>8.4f} | {warm:>8.4f} |")
         print()
         print(
             f"diff 1 -> 2: {summary['regions_added']} added, {summary['regions_removed']} removed, "

@@ -151,6 +151,9 @@ def test_diff_counts_agree_with_a_brute_force_comparison(states, compact_after):
             got = diff.tables[table]
             assert (got.added, got.removed, got.changed) == expected, table
             assert got.unchanged == getattr(states[j], table).num_rows - expected[0] - expected[2]
+            # the counts taken from the changesets agree with the row-by-row comparison
+            compared = diff._details.tables[table]
+            assert (compared.added, compared.removed, compared.changed) == expected, table
 
 
 def test_cli_diff_json_and_parquet_output(tmp_path):
@@ -180,3 +183,43 @@ def test_cli_diff_json_and_parquet_output(tmp_path):
     ]
     missing = CliRunner().invoke(cli, ["--store", url, "diff", "pets", "1", "9"])
     assert missing.exit_code == 1 and "has no version 9" in missing.stderr
+
+
+def test_cli_diff_counts_come_from_the_changesets(tmp_path, monkeypatch):
+    url = str(tmp_path / "store")
+    ds = annostore.open(url).create_dataset("pets")
+    ds.commit(_round([_box("a1", "r1", "cat", 0.1), _box("a1", "r2", "cat", 0.5)]))
+    ds.commit(_round([_box("a1", "r1", "dog", 0.1), _box("a2", "r1", "cat", 0.4)]))
+    ds.commit(
+        _round(
+            [
+                _box("a1", "r1", "dog", 0.1),
+                _box("a2", "r1", "cat", 0.4),
+                _box("a2", "r9", "cat", 0.2),
+            ]
+        )
+    )
+
+    # The counts need no row comparison: make any attempt fail.
+    def no_rows(*args, **kwargs):
+        raise AssertionError("rows were compared")
+
+    monkeypatch.setattr("annostore.diff._compute_details", no_rows)
+    result = CliRunner().invoke(
+        cli, ["--store", url, "diff", "pets", "1", "3", "--counts", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    regions = next(row for row in json.loads(result.stdout) if row["table"] == "regions")
+    assert (regions["added"], regions["removed"], regions["changed"], regions["unchanged"]) == (
+        2,
+        1,
+        1,
+        0,
+    )
+    backwards = annostore.open(url).dataset("pets").diff(3, 1).tables["regions"]
+    assert (backwards.added, backwards.removed, backwards.changed, backwards.unchanged) == (
+        1,
+        2,
+        1,
+        0,
+    )

@@ -1,0 +1,151 @@
+"""Key-level diff counts from the commits' changesets, without reading the older version.
+
+History is a line (each version's parent is the one before it), so between any two
+versions lie the commits that made the newer one. Their changesets say, per key, what
+each commit did (I / U / D) and the hash of the row it replaced. Combined, the first
+operation on a key says whether it existed in the older version (and its row hash
+there), the last whether it exists in the newer one; a key that exists in both changed
+when its row hash in the newer version (read from the fragments written since the older
+one — small files) differs. Adjacent versions need no file at all: the manifest carries
+the counts.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+
+from annostore.schemas import KEYS, TABLE_NAMES
+
+from ._fragments import read_file
+from ._manifest import Manifest
+from ._rowhash import ROW_HASH, row_hash_check
+from ._sql import column_list, connection
+
+if TYPE_CHECKING:
+    from .dataset import Dataset
+
+__all__ = ["key_counts"]
+
+#: Beyond this many commits apart, or when the changesets list more keys than this share of
+#: the table, the full comparison is as cheap: let it answer.
+MAX_CHAIN = 256
+MAX_CHANGED_SHARE = 0.25
+
+Counts = dict[str, tuple[int, int, int, int]]  # table → (added, removed, changed, unchanged)
+
+
+def _chain(dataset: Dataset, older: Manifest, newer: Manifest) -> list[Manifest] | None:
+    """The versions after ``older`` up to ``newer``, oldest first (None if not a line)."""
+    chain = []
+    current = newer
+    while current.number > older.number:
+        chain.append(current)
+        if current.parent is None or len(chain) > MAX_CHAIN:
+            return None
+        current = dataset._manifest(current.parent)
+    return list(reversed(chain)) if current.number == older.number else None
+
+
+def key_counts(dataset: Dataset, a: Manifest, b: Manifest) -> Counts | None:
+    """(added, removed, changed, unchanged) rows per table from ``a`` to ``b``, by key and row
+    hash, or None when the changesets cannot answer (then compare the versions' rows)."""
+    if a.number == b.number:
+        return {t: (0, 0, 0, b.tables[t].rows) for t in TABLE_NAMES}
+    older, newer = (a, b) if a.number < b.number else (b, a)
+    chain = _chain(dataset, older, newer)
+    if chain is None:
+        return None
+    forward = _forward_counts(dataset, older, chain)
+    if forward is None:
+        return None
+    if newer is b:
+        return forward
+    # Backwards: what was added going forward is removed going back.
+    return {
+        t: (removed, added, changed, b.tables[t].rows - removed - changed)
+        for t, (added, removed, changed, _) in forward.items()
+    }
+
+
+def _forward_counts(dataset: Dataset, older: Manifest, chain: list[Manifest]) -> Counts | None:
+    newer = chain[-1]
+    counts: Counts = {}
+    for table in TABLE_NAMES:
+        refs = [(m.number, m.tables[table].changeset) for m in chain]
+        refs = [(number, ref) for number, ref in refs if ref is not None]
+        if len(chain) == 1:
+            # One commit: its changeset's counts are the diff.
+            ref = chain[0].tables[table].changeset
+            added, changed, removed = (
+                (ref.inserted, ref.updated, ref.deleted) if ref is not None else (0, 0, 0)
+            )
+        else:
+            listed = sum(ref.rows for _, ref in refs)
+            if listed > MAX_CHANGED_SHARE * max(newer.tables[table].rows, 1) and listed > 10_000:
+                return None
+            combined = _combined(dataset, table, older, newer, refs)
+            if combined is None:
+                return None
+            added, removed, changed = combined
+        counts[table] = (added, removed, changed, newer.tables[table].rows - added - changed)
+    return counts
+
+
+def _combined(
+    dataset: Dataset,
+    table: str,
+    older: Manifest,
+    newer: Manifest,
+    refs: list[tuple[int, object]],
+) -> tuple[int, int, int] | None:
+    if not refs:
+        return 0, 0, 0
+    keys = list(KEYS[table])
+    current = row_hash_check()
+    written = [f for f in newer.tables[table].fragments if f.seq > older.number]
+    # Hashes from another hash function cannot be compared with these.
+    if any(f.row_hash != current for m in (older, newer) for f in m.tables[table].fragments):
+        return None
+    storage, folder = dataset._storage, dataset._folder
+    changes = pa.concat_tables(
+        [
+            read_file(storage, folder, ref).append_column(
+                "_v", pa.array([number] * ref.rows, pa.int64())
+            )
+            for number, ref in refs
+        ]
+    )
+    rows = [
+        read_file(storage, folder, f, [*keys, ROW_HASH]).append_column(
+            "_seq", pa.array([f.seq] * f.rows, pa.int64())
+        )
+        for f in written
+    ]
+    key_sql = column_list(keys)
+    with connection() as con:
+        con.register("_changes", changes)
+        newest = "SELECT NULL::UBIGINT AS _h WHERE false"
+        if rows:
+            con.register("_written", pa.concat_tables(rows))
+            newest = f"SELECT {key_sql}, arg_max({ROW_HASH}, _seq) AS _h FROM _written GROUP BY ALL"
+        try:
+            join = f"LEFT JOIN ({newest}) n USING ({key_sql})" if rows else ""
+            new_hash = "n._h" if rows else "NULL::UBIGINT"
+            added, removed, changed = con.sql(
+                f"""WITH per_key AS (
+                        SELECT {key_sql}, arg_min(op, _v) AS first_op, arg_min(old_hash, _v) AS first_hash,
+                               arg_max(op, _v) AS last_op
+                        FROM _changes GROUP BY ALL)
+                    SELECT count(*) FILTER (WHERE first_op = 'I' AND last_op <> 'D'),
+                           count(*) FILTER (WHERE first_op <> 'I' AND last_op = 'D'),
+                           count(*) FILTER (WHERE first_op <> 'I' AND last_op <> 'D'
+                                            AND {new_hash} IS DISTINCT FROM first_hash)
+                    FROM per_key p {join}"""
+            ).fetchall()[0]
+        finally:
+            con.unregister("_changes")
+            if rows:
+                con.unregister("_written")
+    return int(added), int(removed), int(changed)
