@@ -50,14 +50,19 @@ def _compute(con: duckdb.DuckDBPyConnection, manifest: Manifest) -> dict[str, An
            SELECT annotation_id, task_id, kind, cancelled, annotator, model_version FROM _raw_annotations"""
     )
     con.execute("CREATE TEMP TABLE s_tasks AS SELECT task_id, split, width, height FROM _raw_tasks")
-    # One join gives every region its annotation's kind and its task's size.
+    # One join gives every region its annotation's kind and its task's size: the small
+    # tables are joined first, so the regions meet one hash table, not two.
     con.execute(
         """CREATE TEMP TABLE s_regions AS
-           SELECT r.annotation_id, r.region_id, r.type, r.label, r.w, r.h, a.task_id, a.kind,
-                  coalesce(a.kind = 'annotation' AND NOT a.cancelled, false) AS labeled,
-                  r.w * t.width AS w_px, r.h * t.height AS h_px
-           FROM _raw_regions r LEFT JOIN s_annotations a USING (annotation_id)
-           LEFT JOIN s_tasks t ON t.task_id = a.task_id"""
+           WITH owners AS (
+               SELECT a.annotation_id, a.task_id, a.kind,
+                      coalesce(a.kind = 'annotation' AND NOT a.cancelled, false) AS labeled,
+                      t.width, t.height
+               FROM s_annotations a LEFT JOIN s_tasks t USING (task_id))
+           SELECT r.annotation_id, r.region_id, r.type, r.label, r.w, r.h, o.task_id, o.kind,
+                  coalesce(o.labeled, false) AS labeled,
+                  r.w * o.width AS w_px, r.h * o.height AS h_px
+           FROM _raw_regions r LEFT JOIN owners o USING (annotation_id)"""
     )
     labeled, skipped, background, predicted = con.sql(
         f"""WITH per_task AS (
