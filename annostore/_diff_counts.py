@@ -5,9 +5,10 @@ versions lie the commits that made the newer one. Their changesets say, per key,
 each commit did (I / U / D) and the hash of the row it replaced. Combined, the first
 operation on a key says whether it existed in the older version (and its row hash
 there), the last whether it exists in the newer one; a key that exists in both changed
-when its row hash in the newer version (read from the fragments written since the older
-one — small files) differs. Adjacent versions need no file at all: the manifest carries
-the counts.
+when its row hash in the newer version differs; that hash is read from the fragments the
+key's last commit wrote (small files, kept as long as that version is, even after a
+compaction rewrote the table). Adjacent versions need no file at all: the manifest
+carries the counts.
 """
 
 from __future__ import annotations
@@ -85,7 +86,7 @@ def _forward_counts(dataset: Dataset, older: Manifest, chain: list[Manifest]) ->
             listed = sum(ref.rows for _, ref in refs)
             if listed > MAX_CHANGED_SHARE * max(newer.tables[table].rows, 1) and listed > 10_000:
                 return None
-            combined = _combined(dataset, table, older, newer, refs)
+            combined = _combined(dataset, table, older, newer, chain, refs)
             if combined is None:
                 return None
             added, removed, changed = combined
@@ -98,15 +99,25 @@ def _combined(
     table: str,
     older: Manifest,
     newer: Manifest,
+    chain: list[Manifest],
     refs: list[tuple[int, object]],
 ) -> tuple[int, int, int] | None:
     if not refs:
         return 0, 0, 0
     keys = list(KEYS[table])
     current = row_hash_check()
-    written = [f for f in newer.tables[table].fragments if f.seq > older.number]
+    # The rows each commit wrote, in the fragments its own manifest lists (they stay in the
+    # store as long as that version does, even when a later compaction rewrote them).
+    written_by = {
+        (f.sha256, f.seq): f
+        for m in chain
+        for f in m.tables[table].fragments
+        if f.seq == m.number and m.tables[table].changeset is not None
+    }
+    written = list(written_by.values())
     # Hashes from another hash function cannot be compared with these.
-    if any(f.row_hash != current for m in (older, newer) for f in m.tables[table].fragments):
+    fragments = [*older.tables[table].fragments, *newer.tables[table].fragments, *written]
+    if any(f.row_hash != current for f in fragments):
         return None
     storage, folder = dataset._storage, dataset._folder
     changes = pa.concat_tables(
