@@ -98,11 +98,14 @@ class ViewBinder:
         if not relevant and len(unique) == len(fragment_files):
             return f"SELECT {columns} FROM read_parquet({_list(unique)})"
         keys = column_list(KEYS[table])
-        # Each listed fragment with its seq, as a constant column: joining every row's file
-        # name against the listing cost more than the scan itself.
-        listing = " UNION ALL BY NAME ".join(
-            f"SELECT *, {f.seq}::BIGINT AS _seq FROM read_parquet({_literal(path)})"
-            for path, f in zip(fragment_files, state.fragments, strict=True)
+        # One scan of the listed files (a file listed twice, as after a revert, is read
+        # twice), each row's seq picked by its file's position in the list. Joining every
+        # row's file name against the listing cost more than the scan; a UNION ALL of one
+        # scan per file was faster at 1M regions but 1.8x slower at 10M (173 fragments).
+        seqs = "[" + ", ".join(f"{f.seq}::BIGINT" for f in state.fragments) + "]"
+        listing = (
+            f"SELECT *, {seqs}[file_index::BIGINT + 1] AS _seq "
+            f"FROM read_parquet({_list(fragment_files)})"
         )
         dead_parts = [
             f"SELECT {keys}, {t.seq}::BIGINT AS _seq FROM read_parquet({_list(self._files([t]))})"
