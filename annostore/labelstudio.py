@@ -149,14 +149,21 @@ def _is_in(values: pa.ChunkedArray | pa.Array, members: list[str]) -> pa.Array:
 
 
 def _rendered(tables: Tables) -> list[dict[str, Any]]:
-    """``tables`` as Label Studio import records (the export format without ids)."""
+    """``tables`` as Label Studio import records (the export format without ids), one per
+    task in ``task_id`` order."""
     with tempfile.TemporaryDirectory(prefix="annostore-ls-") as folder:
         target = os.path.join(folder, "tasks.json")
         write(tables, target, "label-studio")
         with open(target, "rb") as handle:
             records = json.load(handle)
-    for record in records:
-        record.pop("id", None)
+    expected = sorted(tables.tasks.column("task_id").to_pylist())
+    for task_id, record in zip(expected, records, strict=True):
+        # the writer names each task by its task_id where it can: the order must agree
+        written = record.pop("id", None)
+        if written is not None and str(written) != task_id:
+            raise AnnostoreError(
+                f"internal error: rendered task {written!r} where {task_id!r} was expected"
+            )
         record.pop("annotations", None)
         for prediction in record.get("predictions", []):
             prediction.pop("id", None)
@@ -211,10 +218,10 @@ def push(
     on_new = _is_in(predictions.column("task_id"), new_ids)
     tasks_sent = predictions_sent = 0
 
-    def landed(extra: str = "") -> str:
+    def landed() -> str:
         return (
             f"{tasks_sent} of {len(new_ids)} new tasks and {predictions_sent} predictions landed "
-            f"in project {found['id']} before this{extra}; pushing again sends the rest"
+            f"in project {found['id']} before this; pushing again sends the rest"
         )
 
     try:
