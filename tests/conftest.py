@@ -142,6 +142,14 @@ def corpus() -> Path:
     return CORPUS
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Install Label Studio (when not cached) while the other tests run, if any test needs it."""
+    if any(item.get_closest_marker("label_studio") for item in session.items):
+        from label_studio_server import install_in_background
+
+        install_in_background()
+
+
 @pytest.fixture(scope="session")
 def label_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """A real Label Studio on a free loopback port (installed into its own cached venv)."""

@@ -16,6 +16,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -39,20 +40,62 @@ def venv_folder() -> Path:
     return Path(os.environ.get("ANNOSTORE_LS_VENV", default))
 
 
-def ensure_installed() -> Path:
-    """The ``label-studio`` executable, installing it first when the cache lacks it."""
+def _executable() -> Path:
+    return venv_folder() / "bin" / "label-studio"
+
+
+def _installed() -> bool:
+    return (venv_folder() / _COMPLETE).exists() and _executable().exists()
+
+
+def _install() -> None:
     folder = venv_folder()
-    executable = folder / "bin" / "label-studio"
-    if (folder / _COMPLETE).exists() and executable.exists():
-        return executable
     shutil.rmtree(folder, ignore_errors=True)
     folder.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run([sys.executable, "-m", "venv", str(folder)], check=True)
+    log = folder.parent / "label-studio-install.log"
     pip = [str(folder / "bin" / "python"), "-m", "pip", "install", "--quiet"]
-    subprocess.run([*pip, "--upgrade", "pip"], check=True)
-    subprocess.run([*pip, LABEL_STUDIO_REQUIREMENT], check=True)
+    with open(log, "wb") as out:
+        for command in (
+            [sys.executable, "-m", "venv", str(folder)],
+            [*pip, "--upgrade", "pip"],
+            [*pip, LABEL_STUDIO_REQUIREMENT],
+        ):
+            if subprocess.run(command, stdout=out, stderr=subprocess.STDOUT).returncode:
+                tail = log.read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"installing Label Studio failed: {' '.join(command)}\n{tail}")
     (folder / _COMPLETE).write_text(LABEL_STUDIO_REQUIREMENT + "\n")
-    return executable
+
+
+_background: threading.Thread | None = None
+_background_errors: list[BaseException] = []
+
+
+def install_in_background() -> None:
+    """Start installing Label Studio when the cache lacks it, so that the install overlaps
+    the tests that run before the Label Studio ones (about 150 s on a new machine)."""
+    global _background
+    if _background is not None or _installed():
+        return
+
+    def work() -> None:
+        try:
+            _install()
+        except BaseException as exc:  # handed to the fixture, which raises it
+            _background_errors.append(exc)
+
+    _background = threading.Thread(target=work, name="label-studio-install", daemon=True)
+    _background.start()
+
+
+def ensure_installed() -> Path:
+    """The ``label-studio`` executable, installing it first when the cache lacks it."""
+    if _background is not None:
+        _background.join()
+        if _background_errors:
+            raise _background_errors[0]
+    if not _installed():
+        _install()
+    return _executable()
 
 
 class LabelStudioServer:
