@@ -20,7 +20,7 @@ import pyarrow as pa
 from annostore.schemas import KEYS, TABLE_NAMES
 
 from ._fragments import read_file
-from ._manifest import Manifest
+from ._manifest import Changeset, Manifest
 from ._rowhash import ROW_HASH, row_hash_check
 from ._sql import column_list, connection
 
@@ -74,8 +74,6 @@ def _forward_counts(dataset: Dataset, older: Manifest, chain: list[Manifest]) ->
     newer = chain[-1]
     counts: Counts = {}
     for table in TABLE_NAMES:
-        refs = [(m.number, m.tables[table].changeset) for m in chain]
-        refs = [(number, ref) for number, ref in refs if ref is not None]
         if len(chain) == 1:
             # One commit: its changeset's counts are the diff.
             ref = chain[0].tables[table].changeset
@@ -83,10 +81,12 @@ def _forward_counts(dataset: Dataset, older: Manifest, chain: list[Manifest]) ->
                 (ref.inserted, ref.updated, ref.deleted) if ref is not None else (0, 0, 0)
             )
         else:
+            refs = [(m.number, m.tables[table].changeset) for m in chain]
+            refs = [(number, ref) for number, ref in refs if ref is not None]
             listed = sum(ref.rows for _, ref in refs)
             if listed > MAX_CHANGED_SHARE * max(newer.tables[table].rows, 1) and listed > 10_000:
                 return None
-            combined = _combined(dataset, table, older, newer, chain, refs)
+            combined = _combined(dataset, table, older, chain, refs)
             if combined is None:
                 return None
             added, removed, changed = combined
@@ -98,12 +98,14 @@ def _combined(
     dataset: Dataset,
     table: str,
     older: Manifest,
-    newer: Manifest,
     chain: list[Manifest],
-    refs: list[tuple[int, object]],
+    refs: list[tuple[int, Changeset]],
 ) -> tuple[int, int, int] | None:
+    """(added, removed, changed) over the commits of ``chain``, or None when their row
+    hashes cannot be compared."""
     if not refs:
         return 0, 0, 0
+    newer = chain[-1]
     keys = list(KEYS[table])
     current = row_hash_check()
     # The rows each commit wrote, in the fragments its own manifest lists (they stay in the
@@ -128,35 +130,37 @@ def _combined(
             for number, ref in refs
         ]
     )
-    rows = [
-        read_file(storage, folder, f, [*keys, ROW_HASH]).append_column(
-            "_seq", pa.array([f.seq] * f.rows, pa.int64())
-        )
-        for f in written
-    ]
+    written_schema = pa.schema(
+        [*(pa.field(k, pa.string()) for k in keys), (ROW_HASH, pa.uint64()), ("_seq", pa.int64())]
+    )
+    rows = pa.concat_tables(
+        [
+            read_file(storage, folder, f, [*keys, ROW_HASH])
+            .append_column("_seq", pa.array([f.seq] * f.rows, pa.int64()))
+            .cast(written_schema)
+            for f in written
+        ]
+        or [written_schema.empty_table()]
+    )
     key_sql = column_list(keys)
     with connection() as con:
         con.register("_changes", changes)
-        newest = "SELECT NULL::UBIGINT AS _h WHERE false"
-        if rows:
-            con.register("_written", pa.concat_tables(rows))
-            newest = f"SELECT {key_sql}, arg_max({ROW_HASH}, _seq) AS _h FROM _written GROUP BY ALL"
+        con.register("_written", rows)
         try:
-            join = f"LEFT JOIN ({newest}) n USING ({key_sql})" if rows else ""
-            new_hash = "n._h" if rows else "NULL::UBIGINT"
             added, removed, changed = con.sql(
                 f"""WITH per_key AS (
                         SELECT {key_sql}, arg_min(op, _v) AS first_op, arg_min(old_hash, _v) AS first_hash,
                                arg_max(op, _v) AS last_op
-                        FROM _changes GROUP BY ALL)
+                        FROM _changes GROUP BY ALL),
+                    newest AS (
+                        SELECT {key_sql}, arg_max({ROW_HASH}, _seq) AS _h FROM _written GROUP BY ALL)
                     SELECT count(*) FILTER (WHERE first_op = 'I' AND last_op <> 'D'),
                            count(*) FILTER (WHERE first_op <> 'I' AND last_op = 'D'),
                            count(*) FILTER (WHERE first_op <> 'I' AND last_op <> 'D'
-                                            AND {new_hash} IS DISTINCT FROM first_hash)
-                    FROM per_key p {join}"""
+                                            AND n._h IS DISTINCT FROM first_hash)
+                    FROM per_key p LEFT JOIN newest n USING ({key_sql})"""
             ).fetchall()[0]
         finally:
             con.unregister("_changes")
-            if rows:
-                con.unregister("_written")
+            con.unregister("_written")
     return int(added), int(removed), int(changed)

@@ -98,18 +98,13 @@ class LabelStudioClient:
                 f"Label Studio at {self.url}: {where} failed with HTTP {exc.code}: {detail}",
                 status=exc.code,
             ) from None
-        except TimeoutError:
-            raise RemoteError(
-                f"Label Studio at {self.url} did not answer {where} within {self.timeout:g} s"
-            ) from None
-        except urllib.error.URLError as exc:
-            if isinstance(exc.reason, (TimeoutError, socket.timeout)):
+        except (TimeoutError, urllib.error.URLError, OSError) as exc:
+            reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+            if isinstance(reason, (TimeoutError, socket.timeout)):
                 raise RemoteError(
                     f"Label Studio at {self.url} did not answer {where} within {self.timeout:g} s"
                 ) from None
-            raise RemoteError(f"cannot reach Label Studio at {self.url}: {exc.reason}") from None
-        except OSError as exc:
-            raise RemoteError(f"cannot reach Label Studio at {self.url}: {exc}") from None
+            raise RemoteError(f"cannot reach Label Studio at {self.url}: {reason}") from None
         if raw:
             return payload
         try:

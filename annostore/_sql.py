@@ -59,6 +59,11 @@ def quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def literal(text: str) -> str:
+    """A SQL string literal."""
+    return "'" + text.replace("'", "''") + "'"
+
+
 def column_list(names: tuple[str, ...] | list[str], prefix: str = "") -> str:
     """``"a", "b"`` or ``p."a", p."b"``."""
     return ", ".join(f"{prefix}{quote(n)}" for n in names)

@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ._ls_client import TITLE_LENGTH, LabelStudioClient
-from ._sql import connection
+from ._sql import connection, literal
 from .convert import read, write
 from .errors import AnnostoreError, NotFoundError, RemoteError
 from .label_configs import label_config
@@ -142,6 +142,18 @@ def _title(dataset: Dataset, project: str | None) -> str:
             f"{len(title)} (pass --project NAME)"
         )
     return title
+
+
+def _existing_project(
+    dataset: Dataset, url: str, token: str, project: str | None, timeout: float
+) -> tuple[LabelStudioClient, str, dict[str, Any]]:
+    """The client, the title and the project of that title (NotFoundError when none)."""
+    client = LabelStudioClient(url, token, timeout=timeout)
+    title = _title(dataset, project)
+    found = client.find_project(title)
+    if found is None:
+        raise NotFoundError(f"Label Studio at {client.url} has no project titled {title!r}")
+    return client, title, found
 
 
 def _is_in(values: pa.ChunkedArray | pa.Array, members: list[str]) -> pa.Array:
@@ -363,11 +375,7 @@ def pull(
     Label Studio makes no version (``new_version`` is False). Nothing is committed when
     the server fails or its export cannot be read.
     """
-    client = LabelStudioClient(url, token, timeout=timeout)
-    title = _title(dataset, project)
-    found = client.find_project(title)
-    if found is None:
-        raise NotFoundError(f"Label Studio at {client.url} has no project titled {title!r}")
+    client, title, found = _existing_project(dataset, url, token, project, timeout)
     link = _load_link(dataset, client.url, found)
     base = dataset.latest
     base_tables = base.tables if base else Tables()
@@ -419,18 +427,17 @@ def _merge(
     with connection() as con:
         con.register("ls_tasks", pulled.tasks.set_column(0, "task_id", mapped(ls_task_ids)))
         con.register("ls_anns", pulled.annotations)
-        con.register("ls_regions", pulled.regions)
         con.register("base_tasks", base.tasks.select(["task_id"]))
         try:
             removed = json.dumps(dict.fromkeys(_VOLATILE_ANNOTATION_KEYS))
             cleaned = (
-                f"json_merge_patch(json_merge_patch(a.extra::JSON, {_sql_str(removed)}::JSON), "
+                f"json_merge_patch(json_merge_patch(a.extra::JSON, {literal(removed)}::JSON), "
                 "json_object('prediction_id', a.extra::JSON->'$.prediction.id'))"
             )
             annotations = con.sql(
                 f"""
                 SELECT a.* REPLACE (
-                    {_sql_str(prefix)} || a.annotation_id AS annotation_id,
+                    {literal(prefix)} || a.annotation_id AS annotation_id,
                     CASE WHEN a.extra IS NULL THEN NULL ELSE ({cleaned})::VARCHAR END AS extra)
                 FROM ls_anns a WHERE a.kind = 'annotation'
                 """
@@ -443,7 +450,7 @@ def _merge(
                 """
             ).to_arrow_table()
         finally:
-            for name in ("ls_tasks", "ls_anns", "ls_regions", "base_tasks"):
+            for name in ("ls_tasks", "ls_anns", "base_tasks"):
                 con.unregister(name)
     # annotations point at Label Studio task ids until mapped
     annotations = annotations.set_column(
@@ -513,10 +520,6 @@ def _merged_labels(base: pa.Table, pulled: pa.Table, regions: pa.Table) -> pa.Ta
     return pa.concat_tables([base, added])
 
 
-def _sql_str(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 # ----------------------------------------------------------------------------- status
 
 
@@ -530,11 +533,7 @@ def status(
 ) -> dict[str, Any]:
     """Labeled and unlabeled task counts on the server next to those of the latest version
     (ZenML's pair), with the project's annotation and prediction counts."""
-    client = LabelStudioClient(url, token, timeout=timeout)
-    title = _title(dataset, project)
-    found = client.find_project(title)
-    if found is None:
-        raise NotFoundError(f"Label Studio at {client.url} has no project titled {title!r}")
+    client, title, found = _existing_project(dataset, url, token, project, timeout)
     link = _load_link(dataset, client.url, found)
     total = int(found.get("task_number") or 0)
     labeled = int(found.get("num_tasks_with_annotations") or 0)

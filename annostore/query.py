@@ -25,7 +25,7 @@ from annostore.schemas import KEYS, TABLE_NAMES, arrow_schema
 
 from ._fragments import fragment_schema, merge_rule_sql, tombstones_that_apply
 from ._manifest import FileRef, Manifest, TableState
-from ._sql import column_list, quote
+from ._sql import column_list, literal, quote
 from ._storage import Storage
 from .errors import NotFoundError, QueryError
 
@@ -155,12 +155,8 @@ class ViewBinder:
         con.execute("SET lock_configuration = true")
 
 
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 def _list(paths: Sequence[str]) -> str:
-    return "[" + ", ".join(_literal(p) for p in paths) + "]"
+    return "[" + ", ".join(literal(p) for p in paths) + "]"
 
 
 def _check_statement(query: str) -> None:

@@ -16,16 +16,12 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from annostore._sql import literal as sql_string
 from annostore.errors import ParseError
 
 from ._base import SkipCollector
 
 __all__ = ["bad_rows", "load_document", "sql_string", "without_keys"]
-
-
-def sql_string(text: str) -> str:
-    """A SQL string literal."""
-    return "'" + text.replace("'", "''") + "'"
 
 
 def without_keys(expression: str, keys: Sequence[str]) -> str:
