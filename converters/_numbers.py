@@ -20,45 +20,47 @@ from typing import Any
 __all__ = ["install_number_macros"]
 
 _MACROS = """
--- Each value is bound once (a one-element list_transform is a let-binding): macros expand
--- their arguments textually, and without this a nested call grows exponentially.
-CREATE OR REPLACE TEMP MACRO _annostore_choose(cs, ok) AS
-    list_transform([list_transform(cs, lambda c: length(c::VARCHAR))], lambda n:
-        CASE
-            -- a candidate that maps back and reads like a decimal someone wrote (123.45)
-            WHEN ok[1] AND n[1] <= 16 THEN cs[1]
-            WHEN ok[2] AND n[2] <= 16 AND NOT (ok[3] AND n[3] < n[2]) THEN cs[2]
-            WHEN ok[3] AND n[3] <= 16 THEN cs[3]
-            -- full-precision values: the plain result when it maps back
-            WHEN ok[1] THEN cs[1]
-            WHEN ok[2] THEN cs[2]
-            WHEN ok[3] THEN cs[3]
-            -- no float maps back exactly (a value no file of this format could hold):
-            -- the shortest text of the three, 0.3 rather than 0.30000000000000004
-            WHEN n[1] <= n[2] AND n[1] <= n[3] THEN cs[1]
-            WHEN n[2] <= n[3] THEN cs[2]
-            ELSE cs[3]
-        END)[1];
-CREATE OR REPLACE TEMP MACRO _annostore_around(c) AS
-    [c, nextafter(c, 'inf'::DOUBLE), nextafter(c, '-inf'::DOUBLE)];
+-- Scalar CASE expressions only: list lambdas cost about 5 µs a value in DuckDB, which at a
+-- million boxes was most of a conversion. Macros expand their arguments textually, so the
+-- candidates are passed on as arguments (each computed by one expression, not re-nested).
+CREATE OR REPLACE TEMP MACRO _annostore_choose(c1, c2, c3, ok1, ok2, ok3) AS
+    CASE
+        -- a candidate that maps back and reads like a decimal someone wrote (123.45)
+        WHEN ok1 AND length(c1::VARCHAR) <= 16 THEN c1
+        WHEN ok2 AND length(c2::VARCHAR) <= 16
+             AND NOT (ok3 AND length(c3::VARCHAR) < length(c2::VARCHAR)) THEN c2
+        WHEN ok3 AND length(c3::VARCHAR) <= 16 THEN c3
+        -- full-precision values: the plain result when it maps back
+        WHEN ok1 THEN c1
+        WHEN ok2 THEN c2
+        WHEN ok3 THEN c3
+        -- no float maps back exactly (a value no file of this format could hold):
+        -- the shortest text of the three, 0.3 rather than 0.30000000000000004
+        WHEN length(c1::VARCHAR) <= length(c2::VARCHAR)
+             AND length(c1::VARCHAR) <= length(c3::VARCHAR) THEN c1
+        WHEN length(c2::VARCHAR) <= length(c3::VARCHAR) THEN c2
+        ELSE c3
+    END;
+CREATE OR REPLACE TEMP MACRO _annostore_scaled3(v, s, c1, c2, c3) AS
+    _annostore_choose(c1, c2, c3, c1 / s = v, c2 / s = v, c3 / s = v);
+CREATE OR REPLACE TEMP MACRO _annostore_scaled(v, s, c) AS
+    -- the common case, without candidates or text: the plain product maps back and is a
+    -- decimal with at most 6 places
+    CASE WHEN c / s = v AND round(c, 6) = c THEN c
+         ELSE _annostore_scaled3(v, s, c, nextafter(c, 'inf'::DOUBLE), nextafter(c, '-inf'::DOUBLE))
+    END;
 -- the number c with c / scale = v exactly (pixels from a normalized value)
 CREATE OR REPLACE TEMP MACRO scaled(v, scale) AS
-    list_transform([{'v': v::DOUBLE, 's': scale::DOUBLE}], lambda p:
-        CASE WHEN p.v IS NULL OR p.s IS NULL THEN NULL
-             -- the common case, without building candidate lists or text: the plain
-             -- product maps back and is a decimal with at most 6 places
-             WHEN (p.v * p.s) / p.s = p.v AND round(p.v * p.s, 6) = p.v * p.s THEN p.v * p.s
-             ELSE list_transform([_annostore_around(p.v * p.s)], lambda cs:
-                 _annostore_choose(cs, list_transform(cs, lambda c: c / p.s = p.v)))[1]
-        END)[1];
+    _annostore_scaled(v::DOUBLE, scale::DOUBLE, v::DOUBLE * scale::DOUBLE);
+CREATE OR REPLACE TEMP MACRO _annostore_centre3(v, h, c1, c2, c3) AS
+    _annostore_choose(c1, c2, c3, c1 - h = v, c2 - h = v, c3 - h = v);
+CREATE OR REPLACE TEMP MACRO _annostore_centre(v, h, c) AS
+    CASE WHEN (c - h) = v AND round(c, 9) = c THEN c
+         ELSE _annostore_centre3(v, h, c, nextafter(c, 'inf'::DOUBLE), nextafter(c, '-inf'::DOUBLE))
+    END;
 -- the centre c with c - size / 2 = corner exactly (YOLO's cx from the canonical x)
 CREATE OR REPLACE TEMP MACRO centre(corner, size) AS
-    list_transform([{'v': corner::DOUBLE, 'h': size::DOUBLE / 2}], lambda p:
-        CASE WHEN p.v IS NULL OR p.h IS NULL THEN NULL
-             WHEN (p.v + p.h) - p.h = p.v AND round(p.v + p.h, 9) = p.v + p.h THEN p.v + p.h
-             ELSE list_transform([_annostore_around(p.v + p.h)], lambda cs:
-                 _annostore_choose(cs, list_transform(cs, lambda c: c - p.h = p.v)))[1]
-        END)[1];
+    _annostore_centre(corner::DOUBLE, size::DOUBLE / 2, corner::DOUBLE + size::DOUBLE / 2);
 -- a flat list of x, y pairs scaled by (sx, sy)
 CREATE OR REPLACE TEMP MACRO scaled_xy(points, sx, sy) AS
     list_transform(range(len(points)),

@@ -112,6 +112,40 @@ _LABEL_KEY_SQL = """CASE
     WHEN t IN ('rectanglelabels', 'polygonlabels', 'keypointlabels', 'ellipselabels',
                'brushlabels', 'choices', 'taxonomy', 'labels') THEN t
     ELSE NULL END"""
+_LABEL_KEYS = (
+    "rectanglelabels",
+    "polygonlabels",
+    "keypointlabels",
+    "ellipselabels",
+    "brushlabels",
+    "choices",
+    "taxonomy",
+    "labels",
+)
+# Every value key a column or a check reads, parsed once per result into a struct of JSON
+# leaves: each ``val->>'$.x'`` would parse the whole value's text again (it did, about
+# twenty times per region).
+_VALUE_KEYS = (
+    "x",
+    "y",
+    "width",
+    "height",
+    "rotation",
+    "radiusX",
+    "radiusY",
+    "points",
+    "start",
+    "end",
+    "text",
+    "rle",
+    *_LABEL_KEYS,
+)
+_VALUE_STRUCTURE = sql_string(json.dumps({key: "JSON" for key in _VALUE_KEYS}))
+_LABEL_LIST_SQL = (
+    "CASE t "
+    + " ".join(f"WHEN {sql_string(k)} THEN tv[{sql_string(k)}]" for k in _LABEL_KEYS)
+    + " END"
+)
 
 
 class LabelStudioConverter(Converter):
@@ -227,7 +261,7 @@ def parse(
                 "ls_ann",
                 "ls_res",
                 "ls_rows",
-                "ls_geo",
+                "ls_occ",
                 "ls_sizes",
                 "ls_exact",
             ):
@@ -238,6 +272,13 @@ def _install_macros(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(
         """
         CREATE OR REPLACE TEMP MACRO ls_pct(v) AS scaled(v, 100.0);
+        -- whether a writer would print something other than the percentage p read as v:
+        -- when v * 100 is p and neither float next to p maps back to v, p is the only
+        -- candidate ``scaled`` could choose, and its candidate lists are not needed
+        CREATE OR REPLACE TEMP MACRO ls_pct_differs(v, p) AS
+            CASE WHEN v * 100.0 = p AND nextafter(p, 'inf'::DOUBLE) / 100.0 <> v
+                      AND nextafter(p, '-inf'::DOUBLE) / 100.0 <> v THEN FALSE
+                 ELSE ls_pct(v) IS DISTINCT FROM p END;
         CREATE OR REPLACE TEMP MACRO ls_num(j) AS
             CASE WHEN json_type(j) IN ('UBIGINT', 'BIGINT', 'DOUBLE') THEN j::DOUBLE END;
         """
@@ -458,15 +499,16 @@ def _read_results(con: duckdb.DuckDBPyConnection, path: str, collector: SkipColl
             FROM items
         ),
         typed AS (
-            SELECT *, lower(v[4]->>'$') AS t, v[5] AS val, coalesce(json_type(v[5]), 'NULL') AS val_t
+            SELECT *, lower(v[4]->>'$') AS t, v[5] AS val, coalesce(json_type(v[5]), 'NULL') AS val_t,
+                   json_transform(v[5], {_VALUE_STRUCTURE}) AS tv
             FROM parsed
         )
         SELECT *, {_region_type_sql()} AS rtype FROM typed
         """
     )
     number = (
-        "coalesce(json_type(val, '$.{k}') IN ('UBIGINT', 'BIGINT', 'DOUBLE') "
-        "AND isfinite((val->>'$.{k}')::DOUBLE), FALSE)"
+        "coalesce(json_type(tv['{k}']) IN ('UBIGINT', 'BIGINT', 'DOUBLE') "
+        "AND isfinite(tv['{k}']::DOUBLE), FALSE)"
     )
     box_ok = " AND ".join(number.format(k=k) for k in ("x", "y", "width", "height"))
     ellipse_ok = " AND ".join(number.format(k=k) for k in ("x", "y", "radiusX", "radiusY"))
@@ -482,11 +524,11 @@ def _read_results(con: duckdb.DuckDBPyConnection, path: str, collector: SkipColl
                 "'value needs finite numbers x, y, width, height: ' || left(val::VARCHAR, 120)",
             ),
             (
-                "rtype = 'bbox' AND ((val->>'$.width')::DOUBLE < 0 OR (val->>'$.height')::DOUBLE < 0)",
+                "rtype = 'bbox' AND (tv['width']::DOUBLE < 0 OR tv['height']::DOUBLE < 0)",
                 "'negative width or height: ' || left(val::VARCHAR, 120)",
             ),
             (
-                "rtype IN ('bbox', 'ellipse') AND json_exists(val, '$.rotation') AND json_type(val, '$.rotation') <> 'NULL' AND NOT ("
+                "rtype IN ('bbox', 'ellipse') AND tv['rotation'] IS NOT NULL AND NOT ("
                 + number.format(k="rotation")
                 + ")",
                 "'\"rotation\" must be a finite number: ' || left(val::VARCHAR, 120)",
@@ -496,8 +538,8 @@ def _read_results(con: duckdb.DuckDBPyConnection, path: str, collector: SkipColl
                 "'value needs finite numbers x, y, radiusX, radiusY: ' || left(val::VARCHAR, 120)",
             ),
             (
-                "rtype = 'polygon' AND (TRY_CAST(val->'$.points' AS DOUBLE[][]) IS NULL OR "
-                "len(list_filter(TRY_CAST(val->'$.points' AS DOUBLE[][]), lambda p: len(p) <> 2 OR NOT isfinite(p[1]) OR NOT isfinite(p[2]))) > 0)",
+                "rtype = 'polygon' AND (TRY_CAST(tv['points'] AS DOUBLE[][]) IS NULL OR "
+                "len(list_filter(TRY_CAST(tv['points'] AS DOUBLE[][]), lambda p: len(p) <> 2 OR NOT isfinite(p[1]) OR NOT isfinite(p[2]))) > 0)",
                 "'\"points\" must be a list of [x, y] pairs of finite numbers'",
             ),
             (
@@ -509,7 +551,7 @@ def _read_results(con: duckdb.DuckDBPyConnection, path: str, collector: SkipColl
                 "'value needs finite numbers x, y'",
             ),
             (
-                "rtype = 'mask' AND (TRY_CAST(val->'$.rle' AS BIGINT[]) IS NULL)",
+                "rtype = 'mask' AND (TRY_CAST(tv['rle'] AS BIGINT[]) IS NULL)",
                 "'brush value needs \"rle\" (a list of bytes)'",
             ),
             (
@@ -517,11 +559,11 @@ def _read_results(con: duckdb.DuckDBPyConnection, path: str, collector: SkipColl
                 "'a brush needs original_width and original_height'",
             ),
             (
-                "rtype = 'span' AND (json_type(val, '$.start') NOT IN ('UBIGINT', 'BIGINT') OR json_type(val, '$.end') NOT IN ('UBIGINT', 'BIGINT') OR (val->>'$.start')::BIGINT > (val->>'$.end')::BIGINT OR (val->>'$.start')::BIGINT < 0)",
+                "rtype = 'span' AND (coalesce(json_type(tv['start']) NOT IN ('UBIGINT', 'BIGINT'), TRUE) OR coalesce(json_type(tv['end']) NOT IN ('UBIGINT', 'BIGINT'), TRUE) OR tv['start']::BIGINT > tv['end']::BIGINT OR tv['start']::BIGINT < 0)",
                 "'a text span needs integer start ≤ end: ' || left(val::VARCHAR, 120)",
             ),
             (
-                "rtype = 'text' AND TRY_CAST(val->'$.text' AS VARCHAR[]) IS NULL",
+                "rtype = 'text' AND TRY_CAST(tv['text'] AS VARCHAR[]) IS NULL",
                 "'a textarea needs \"text\", a list of strings'",
             ),
             (
@@ -533,7 +575,9 @@ def _read_results(con: duckdb.DuckDBPyConnection, path: str, collector: SkipColl
                 "'a relation needs from_id and to_id'",
             ),
             (
-                f"{_LABEL_KEY_SQL.replace('t IN', 't IN')} IS NOT NULL AND json_exists(val, '$.' || t) AND json_type(val, '$.' || t) <> 'ARRAY'",
+                f"CASE WHEN {_LABEL_LIST_SQL} IS NOT NULL THEN json_type({_LABEL_LIST_SQL}) <> 'ARRAY' "
+                # an explicit null list: only those rows look at the value's text again
+                f"ELSE {_LABEL_KEY_SQL} IS NOT NULL AND json_exists(val, '$.' || t) END",
                 "'\"' || t || '\" must be a list'",
             ),
         ],
@@ -638,7 +682,7 @@ def _assemble(
     ).to_arrow_table()
     con.execute("DROP TABLE ls_ann")
     regions = _regions(con, path, report)
-    labels = _labels(con, config)
+    labels = _labels(regions, config)
     metadata = {"label-studio": {"label_config": config.xml}} if config else {}
     return Tables(
         tasks=tasks, annotations=annotations, regions=regions, labels=labels, metadata=metadata
@@ -660,112 +704,124 @@ def _regions(con: duckdb.DuckDBPyConnection, path: str, report: Report) -> pa.Ta
         )
         + " END, json_object(t, NULL))::VARCHAR END"
     )
+    result_rest = without_keys("j", ["id", "value", "score", "parentID", "from_id", "labels"])
+    # One copy of the results, keeping what the columns below need but not the results'
+    # JSON: what is left of each result and value for ``extra`` is taken here, once.
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE ls_rows AS
         WITH base AS (
-            SELECT r.*, {_LABEL_KEY_SQL} AS label_key,
+            SELECT res_idx, annotation_id, task_id, rpos, t, rtype, tv,
+                   v[6] AS ow_j, v[7] AS oh_j, v[8] AS score_j, v[9] AS parent_j, v[10] AS from_j,
+                   {result_rest} AS result_rest, {value_rest} AS value_rest,
+                   CASE WHEN rtype NOT IN ('bbox', 'ellipse', 'polygon', 'keypoints', 'mask', 'class',
+                                           'taxonomy', 'relation', 'span', 'text')
+                        THEN val::VARCHAR END AS value_text,
                    CASE WHEN t = 'relation' THEN v[12]
-                        ELSE json_extract(val, '$.' || {_LABEL_KEY_SQL}) END AS labels_j,
+                        ELSE {_LABEL_LIST_SQL} END AS labels_j,
                    coalesce(
                        v[1]->>'$',
                        CASE WHEN t = 'relation' THEN 'relation:' || (v[10]->>'$') || '>' || (v[11]->>'$') END,
                        left(md5(coalesce(v[2]->>'$', '') || '|' || t || '|' || coalesce(val::VARCHAR, '')), 10)
                    ) AS ls_id
             FROM ls_res r
-        ),
-        expanded AS (
-            SELECT *,
-                unnest(CASE WHEN json_array_length(labels_j) > 0 THEN labels_j::JSON[] ELSE [NULL::JSON] END)
-                    AS label_j,
-                unnest(CASE WHEN json_array_length(labels_j) > 0 THEN range(json_array_length(labels_j)::BIGINT)
-                            ELSE [0::BIGINT] END) AS label_index
-            FROM base
         )
-        SELECT *,
-            row_number() OVER (PARTITION BY annotation_id, ls_id
-                               ORDER BY rtype IN ('text', 'class', 'taxonomy'), rpos, label_index) - 1
-                AS occurrence,
-            first_value(rtype) OVER (PARTITION BY annotation_id, ls_id
-                                     ORDER BY rtype IN ('text', 'class', 'taxonomy'), rpos, label_index)
-                AS primary_type
-        FROM expanded
+        SELECT * EXCLUDE (labels_j),
+            unnest(CASE WHEN json_array_length(labels_j) > 0 THEN labels_j::JSON[] ELSE [NULL::JSON] END)
+                AS label_j,
+            unnest(CASE WHEN json_array_length(labels_j) > 0 THEN range(json_array_length(labels_j)::BIGINT)
+                        ELSE [0::BIGINT] END) AS label_index
+        FROM base
         """
     )
-    n = "(val->>'$.{k}')::DOUBLE"
+    con.execute("DROP TABLE ls_res")
+    # Several rows of one annotation with the same Label Studio id (a box and its
+    # per-region transcription, several labels): numbered in the file's order, the first
+    # geometry first. Only those groups go through the window, over narrow columns.
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE ls_occ AS
+        SELECT res_idx, label_index,
+            row_number() OVER w - 1 AS occurrence, first_value(rtype) OVER w AS primary_type
+        FROM (SELECT res_idx, label_index, annotation_id, ls_id, rtype, rpos FROM ls_rows
+              WHERE (annotation_id, ls_id) IN (SELECT (annotation_id, ls_id) FROM ls_rows
+                                               GROUP BY annotation_id, ls_id HAVING count(*) > 1))
+        WINDOW w AS (PARTITION BY annotation_id, ls_id
+                     ORDER BY rtype IN ('text', 'class', 'taxonomy'), rpos, label_index)
+        """
+    )
+    n = "tv['{k}']::DOUBLE"
     x, y, width, height = (n.format(k=k) for k in ("x", "y", "width", "height"))
     rx, ry = n.format(k="radiusX"), n.format(k="radiusY")
-    points = "TRY_CAST(val->'$.points' AS DOUBLE[][])"
+    points = "TRY_CAST(tv['points'] AS DOUBLE[][])"
     geometry = f"""
         CASE WHEN rtype = 'bbox' THEN {x} / 100 WHEN rtype = 'ellipse' THEN {x} / 100 - {rx} / 100 END AS x,
         CASE WHEN rtype = 'bbox' THEN {y} / 100 WHEN rtype = 'ellipse' THEN {y} / 100 - {ry} / 100 END AS y,
         CASE WHEN rtype = 'bbox' THEN {width} / 100 WHEN rtype = 'ellipse' THEN 2 * ({rx} / 100) END AS w,
         CASE WHEN rtype = 'bbox' THEN {height} / 100 WHEN rtype = 'ellipse' THEN 2 * ({ry} / 100) END AS h,
-        CASE WHEN rtype IN ('bbox', 'ellipse') AND json_type(val, '$.rotation') IN ('UBIGINT', 'BIGINT', 'DOUBLE')
-             THEN (val->>'$.rotation')::DOUBLE END AS rotation,
+        CASE WHEN rtype IN ('bbox', 'ellipse') AND json_type(tv['rotation']) IN ('UBIGINT', 'BIGINT', 'DOUBLE')
+             THEN tv['rotation']::DOUBLE END AS rotation,
         CASE WHEN rtype = 'polygon'
              THEN [flatten(list_transform({points}, lambda p: [p[1] / 100, p[2] / 100]))] END AS polygons,
         CASE WHEN rtype = 'keypoints' THEN [{x} / 100, {y} / 100, 2.0] END AS keypoints,
-        CASE WHEN rtype = 'span' THEN (val->>'$.start')::BIGINT END AS start,
-        CASE WHEN rtype = 'span' THEN (val->>'$.end')::BIGINT END AS "end",
-        CASE WHEN rtype = 'span' THEN val->>'$.text'
-             WHEN rtype = 'text' THEN array_to_string(TRY_CAST(val->'$.text' AS VARCHAR[]), chr(10))
-             WHEN rtype NOT IN ('bbox', 'ellipse', 'polygon', 'keypoints', 'mask', 'class', 'taxonomy', 'relation')
-             THEN val::VARCHAR END AS value
+        CASE WHEN rtype = 'span' THEN tv['start']::BIGINT END AS start,
+        CASE WHEN rtype = 'span' THEN tv['end']::BIGINT END AS "end",
+        CASE WHEN rtype = 'span' THEN tv['text']->>'$'
+             WHEN rtype = 'text' THEN array_to_string(TRY_CAST(tv['text'] AS VARCHAR[]), chr(10))
+             ELSE value_text END AS value
     """
     exact_pairs = [
         (
             "x",
-            f"CASE WHEN rtype = 'bbox' AND ls_pct(x) IS DISTINCT FROM {x} THEN {x} "
-            f"WHEN rtype = 'ellipse' AND ls_pct(x + w / 2) IS DISTINCT FROM {x} THEN {x} END",
+            f"CASE WHEN rtype = 'bbox' AND ls_pct_differs(x, {x}) THEN {x} "
+            f"WHEN rtype = 'ellipse' AND ls_pct_differs(x + w / 2, {x}) THEN {x} END",
         ),
         (
             "y",
-            f"CASE WHEN rtype = 'bbox' AND ls_pct(y) IS DISTINCT FROM {y} THEN {y} "
-            f"WHEN rtype = 'ellipse' AND ls_pct(y + h / 2) IS DISTINCT FROM {y} THEN {y} END",
+            f"CASE WHEN rtype = 'bbox' AND ls_pct_differs(y, {y}) THEN {y} "
+            f"WHEN rtype = 'ellipse' AND ls_pct_differs(y + h / 2, {y}) THEN {y} END",
         ),
         (
             "width",
-            f"CASE WHEN rtype = 'bbox' AND ls_pct(w) IS DISTINCT FROM {width} THEN {width} END",
+            f"CASE WHEN rtype = 'bbox' AND ls_pct_differs(w, {width}) THEN {width} END",
         ),
         (
             "height",
-            f"CASE WHEN rtype = 'bbox' AND ls_pct(h) IS DISTINCT FROM {height} THEN {height} END",
+            f"CASE WHEN rtype = 'bbox' AND ls_pct_differs(h, {height}) THEN {height} END",
         ),
         (
             "radiusX",
-            f"CASE WHEN rtype = 'ellipse' AND ls_pct(w / 2) IS DISTINCT FROM {rx} THEN {rx} END",
+            f"CASE WHEN rtype = 'ellipse' AND ls_pct_differs(w / 2, {rx}) THEN {rx} END",
         ),
         (
             "radiusY",
-            f"CASE WHEN rtype = 'ellipse' AND ls_pct(h / 2) IS DISTINCT FROM {ry} THEN {ry} END",
+            f"CASE WHEN rtype = 'ellipse' AND ls_pct_differs(h / 2, {ry}) THEN {ry} END",
         ),
         (
             "points",
             f"CASE WHEN rtype = 'polygon' AND list_transform(range(len(polygons[1]) // 2), "
             f"lambda k: [ls_pct(polygons[1][2 * k + 1]), ls_pct(polygons[1][2 * k + 2])]) "
-            f"IS DISTINCT FROM {points} THEN val->'$.points' END",
+            f"IS DISTINCT FROM {points} THEN tv['points'] END",
         ),
         (
             "kx",
-            f"CASE WHEN rtype = 'keypoints' AND ls_pct(keypoints[1]) IS DISTINCT FROM {x} THEN {x} END",
+            f"CASE WHEN rtype = 'keypoints' AND ls_pct_differs(keypoints[1], {x}) THEN {x} END",
         ),
         (
             "ky",
-            f"CASE WHEN rtype = 'keypoints' AND ls_pct(keypoints[2]) IS DISTINCT FROM {y} THEN {y} END",
+            f"CASE WHEN rtype = 'keypoints' AND ls_pct_differs(keypoints[2], {y}) THEN {y} END",
         ),
         (
             "text",
-            "CASE WHEN rtype = 'text' AND json_array_length(val, '$.text') <> 1 THEN val->'$.text' END",
+            "CASE WHEN rtype = 'text' AND json_array_length(tv['text']) <> 1 THEN tv['text'] END",
         ),
     ]
     # the exact values are columns first; the JSON is built only for the rows that need it
     exact_columns = ", ".join(f"{sql} AS ex_{key}" for key, sql in exact_pairs)
     exact = json_object_sql([(key, f"ex_{key}") for key, _ in exact_pairs])
     any_exact = " OR ".join(f"ex_{key} IS NOT NULL" for key, _ in exact_pairs)
-    result_rest = without_keys("j", ["id", "value", "score", "parentID", "from_id", "labels"])
     extra = merged_json_sql(
-        result_rest,
+        "result_rest",
         [
             ("id", "CASE WHEN occurrence > 0 THEN ls_id END"),
             ("label_index", "CASE WHEN label_index > 0 THEN label_index END"),
@@ -774,49 +830,43 @@ def _regions(con: duckdb.DuckDBPyConnection, path: str, report: Report) -> pa.Ta
             ("exact", "nullif(exact_values, '{}')::JSON"),
         ],
     )
-    con.execute(
-        f"""
-        CREATE OR REPLACE TEMP TABLE ls_geo AS
-            SELECT *, {geometry},
-                ls_id || CASE WHEN occurrence > 0 THEN '#' || occurrence ELSE '' END AS region_id,
-                CASE json_type(label_j) WHEN 'VARCHAR' THEN label_j->>'$'
-                     WHEN 'ARRAY' THEN label_j->>'$[#-1]'
-                     WHEN 'NULL' THEN NULL ELSE label_j::VARCHAR END AS label,
-                CASE WHEN t = 'relation' THEN v[10]->>'$'
-                     WHEN v[9] IS NOT NULL AND json_type(v[9]) <> 'NULL' THEN v[9]->>'$'
-                     WHEN occurrence > 0 AND rtype <> primary_type THEN ls_id END AS parent_id
-            FROM ls_rows
-        """
-    )
-    # each step copies its columns: free the earlier ones (a 1M-region export is GBs)
-    con.execute("DROP TABLE ls_rows")
-    con.execute("DROP TABLE ls_res")
     # computed in their own step: nested inside one JSON expression they take DuckDB's
     # binder most of a second to plan
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE ls_exact AS
         SELECT res_idx, label_index, {exact} AS exact_values
-        FROM (SELECT res_idx, label_index, {exact_columns} FROM ls_geo)
+        FROM (SELECT res_idx, label_index, {exact_columns}
+              FROM (SELECT res_idx, label_index, rtype, tv, {geometry} FROM ls_rows))
         WHERE {any_exact}
         """
     )
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE ls_geo AS SELECT g.*, e.exact_values, {value_rest} AS value_rest "
-        "FROM ls_geo g LEFT JOIN ls_exact e USING (res_idx, label_index)"
-    )
-    con.execute("DROP TABLE ls_exact")
     table = con.sql(
         f"""
-        SELECT annotation_id, region_id, rtype AS type, label, ls_num(v[8]) AS score,
+        SELECT annotation_id, region_id, rtype AS type, label, ls_num(score_j) AS score,
                x, y, w, h, rotation, polygons, keypoints,
                NULL::STRUCT(size BIGINT[], counts VARCHAR) AS mask, start, "end", value, parent_id,
                nullif({extra}, '{{}}') AS extra,
-               res_idx, task_id, t, ls_num(v[6]) AS ow, ls_num(v[7]) AS oh,
-               CASE WHEN rtype = 'mask' THEN val->'$.rle' END AS rle
-        FROM ls_geo ORDER BY res_idx, label_index
+               res_idx, task_id, t, ls_num(ow_j) AS ow, ls_num(oh_j) AS oh,
+               CASE WHEN rtype = 'mask' THEN tv['rle'] END AS rle
+        FROM (
+            SELECT *, {geometry},
+                ls_id || CASE WHEN occurrence > 0 THEN '#' || occurrence ELSE '' END AS region_id,
+                CASE json_type(label_j) WHEN 'VARCHAR' THEN label_j->>'$'
+                     WHEN 'ARRAY' THEN label_j->>'$[#-1]'
+                     WHEN 'NULL' THEN NULL ELSE label_j::VARCHAR END AS label,
+                CASE WHEN t = 'relation' THEN from_j->>'$'
+                     WHEN parent_j IS NOT NULL AND json_type(parent_j) <> 'NULL' THEN parent_j->>'$'
+                     WHEN occurrence > 0 AND rtype <> primary_type THEN ls_id END AS parent_id
+            FROM (SELECT r.*, coalesce(o.occurrence, 0) AS occurrence,
+                         coalesce(o.primary_type, r.rtype) AS primary_type, e.exact_values
+                  FROM ls_rows r LEFT JOIN ls_occ o USING (res_idx, label_index)
+                  LEFT JOIN ls_exact e USING (res_idx, label_index)))
+        ORDER BY res_idx, label_index
         """
     ).to_arrow_table()
+    for name in ("ls_rows", "ls_occ", "ls_exact"):
+        con.execute(f"DROP TABLE {name}")
     table = _decode_brushes(table, report)
     table = _span_offsets(con, table, report)
     return table.drop_columns(["res_idx", "task_id", "t", "ow", "oh", "rle"])
@@ -941,13 +991,10 @@ def _span_offsets(con: duckdb.DuckDBPyConnection, table: pa.Table, report: Repor
     return table.set_column(table.schema.get_field_index("end"), "end", pa.array(ends, pa.int64()))
 
 
-def _labels(con: duckdb.DuckDBPyConnection, config: LabelConfig | None) -> pa.Table | None:
-    used = [
-        row[0]
-        for row in con.sql(
-            "SELECT DISTINCT label FROM ls_geo WHERE label IS NOT NULL ORDER BY label"
-        ).fetchall()
-    ]
+def _labels(regions: pa.Table, config: LabelConfig | None) -> pa.Table | None:
+    used = sorted(
+        label for label in pa.compute.unique(regions.column("label")).to_pylist() if label
+    )
     rows = config.label_rows() if config else []
     known = {row["label"] for row in rows}
     for label in used:
