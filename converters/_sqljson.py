@@ -9,7 +9,9 @@ evaluated over all records at once; the bad ones are reported with their positio
 from __future__ import annotations
 
 import json
+import os
 import re
+import tempfile
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,7 +23,15 @@ from annostore.errors import ParseError
 
 from ._base import SkipCollector
 
-__all__ = ["bad_rows", "load_document", "sql_string", "without_keys"]
+__all__ = [
+    "bad_rows",
+    "load_array",
+    "load_document",
+    "map_without_keys",
+    "member",
+    "sql_string",
+    "without_keys",
+]
 
 
 def without_keys(expression: str, keys: Sequence[str]) -> str:
@@ -67,6 +77,83 @@ def load_document(con: duckdb.DuckDBPyConnection, name: str, data: bytes, path: 
     finally:
         con.unregister(f"{name}_text")
     return kind
+
+
+def load_array(
+    con: duckdb.DuckDBPyConnection, name: str, data: bytes, path: str, *, objects: bool = False
+) -> str | None:
+    """Parse ``data``, a JSON document that is a list, into temp table ``name(idx, j)``: one
+    row per item, ``idx`` its position. Returns None, creating nothing, when the document
+    is not a list.
+
+    With ``objects``, the items are first read as ``MAP(VARCHAR, JSON)`` (their members,
+    in order, a JSON null as SQL NULL), which saves parsing each item again to take its
+    members apart; if an item is not an object or repeats a key, they are read as JSON
+    instead. Returns ``"objects"`` or ``"items"`` to say which; a JSON null item is SQL
+    NULL either way.
+
+    DuckDB's reader streams the items into rows from a file: at a 400 MB export that is
+    1.4 s, where parsing the text into one list value (:func:`load_document`) took 7 s and
+    unnesting it 2 s more. Malformed JSON raises a :class:`~annostore.ParseError` naming the
+    byte offset in the document.
+    """
+    if data.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] != b"[":
+        return None
+    with tempfile.TemporaryDirectory(prefix="annostore-json-") as folder:
+        staged = os.path.join(folder, "document.json")
+        with open(staged, "wb") as out:
+            out.write(data)
+
+        def read(item_type: str) -> None:
+            con.execute(
+                f"CREATE OR REPLACE TEMP TABLE {name}_rows AS SELECT json AS j FROM read_json("
+                f"{sql_string(staged)}, format = 'array', records = false, "
+                f"columns = {{'json': {sql_string(item_type)}}}, "
+                f"maximum_object_size = {max(len(data), 1 << 24)})"
+            )
+
+        shape = "items"
+        try:
+            if objects:
+                try:
+                    read("MAP(VARCHAR, JSON)")
+                    shape = "objects"
+                except duckdb.Error:
+                    read("JSON")
+            else:
+                read("JSON")
+        except duckdb.Error as exc:
+            # DuckDB's reader counts bytes within an item; the document parser names the
+            # offset in the file
+            load_document(con, name, data, path)
+            con.execute(f"DROP TABLE IF EXISTS {name}")
+            reason = str(exc).split("\n")[0].split("Error: ", 1)[-1][:200]
+            raise ParseError(path, None, f"could not read the list ({reason})") from None
+    # a table's rowid is its insertion order, which is the file's
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT rowid AS idx, j FROM {name}_rows")
+    con.execute(f"DROP TABLE {name}_rows")
+    return shape
+
+
+def member(mapping: str, key: str) -> str:
+    """SQL for member ``key`` of ``mapping`` (a ``MAP(VARCHAR, JSON)`` of an object's
+    members) as ``json_extract`` would give it: SQL NULL when absent, JSON ``null`` when
+    the member is null."""
+    k = sql_string(key)
+    return (
+        f"CASE WHEN {mapping}[{k}] IS NULL AND map_contains({mapping}, {k}) "
+        f"THEN 'null'::JSON ELSE {mapping}[{k}] END"
+    )
+
+
+def map_without_keys(mapping: str, keys: Sequence[str]) -> str:
+    """SQL for the object ``mapping`` (``MAP(VARCHAR, JSON)``) minus ``keys`` as JSON text,
+    NULL when nothing is left: the same text as :func:`without_keys` on the object."""
+    listed = ", ".join(sql_string(key) for key in keys)
+    return (
+        f"nullif(to_json(map_from_entries(list_filter(map_entries({mapping}), "
+        f"lambda e: e.key NOT IN ({listed}))))::VARCHAR, '{{}}')"
+    )
 
 
 def bad_rows(

@@ -46,7 +46,10 @@ from ._sqljson import (
     bad_rows,
     join_json_texts,
     json_object_sql,
+    load_array,
     load_document,
+    map_without_keys,
+    member,
     merged_json_sql,
     rows_table,
     sql_string,
@@ -293,22 +296,34 @@ def _parse(
     report: Report,
     config: LabelConfig | None,
 ) -> Tables:
-    kind = load_document(con, "ls_doc", data, path)
-    if kind != "ARRAY":
+    shape = load_array(con, "ls_doc", data, path, objects=_READ_AS_MAPS)
+    if shape is None:
+        kind = load_document(con, "ls_doc", data, path)
         raise ParseError(
             path, None, f"expected a JSON list of tasks, got a JSON {str(kind).lower()}"
         )
+    members = ("id", "data", "annotations", "completions", "predictions")
+    if shape == "objects":
+        # each task read as a map of its members: nothing is parsed twice
+        values = "[" + ", ".join(member("j", key) for key in members) + "]"
+        kind_sql = "CASE WHEN j IS NOT NULL THEN 'OBJECT' END"
+        rest = map_without_keys("j", ["id", "annotations", "completions", "predictions"])
+    else:
+        paths = ", ".join(sql_string("$." + key) for key in members)
+        values = f"json_extract(j, [{paths}])"
+        kind_sql = "json_type(j)"
+        rest = without_keys("j", ["id", "annotations", "completions", "predictions"])
     con.execute(
-        """
+        f"""
         CREATE OR REPLACE TEMP TABLE ls_task AS
-        SELECT idx, j, json_type(j) AS jt, v[1] AS id_j, v[2] AS data_j, v[3] AS anns_j,
-               v[4] AS comps_j, v[5] AS preds_j
-        FROM (SELECT idx, j, json_extract(j, ['$.id', '$.data', '$.annotations', '$.completions',
-                                              '$.predictions']) AS v
-              FROM (SELECT unnest(a) AS j, unnest(range(len(a))) AS idx
-                    FROM (SELECT doc AS a FROM ls_doc)))
+        SELECT idx, {kind_sql} AS jt, v[1] AS id_j, v[2] AS data_j, v[3] AS anns_j,
+               v[4] AS comps_j, v[5] AS preds_j, {rest} AS task_data
+        FROM (SELECT idx, j, {values} AS v FROM ls_doc)
         """
     )
+    # Each step copies what it keeps, so what is done with is dropped at once: an export of
+    # a million regions is gigabytes of JSON text per copy.
+    con.execute("DROP TABLE ls_doc")
     bad = bad_rows(
         con,
         "(SELECT *, count(*) OVER (PARTITION BY id_j->>'$') AS same, "
@@ -349,14 +364,9 @@ def _parse(
         "CREATE OR REPLACE TEMP TABLE ls_task AS SELECT *, coalesce(id_j->>'$', 'sha:' || "
         "left(md5(data_j::VARCHAR), 16)) AS task_id FROM ls_task"
     )
-    # Each step copies what it keeps, so what is done with is dropped at once: an export of
-    # a million regions is gigabytes of JSON text per copy.
-    con.execute("DROP TABLE ls_doc")
     _read_annotations(con, path, collector, report)
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE ls_task AS SELECT idx, task_id, data_j, "
-        f"{without_keys('j', ['id', 'annotations', 'completions', 'predictions'])} AS task_data "
-        "FROM ls_task"
+        "CREATE OR REPLACE TEMP TABLE ls_task AS SELECT idx, task_id, data_j, task_data FROM ls_task"
     )
     _read_results(con, path, collector)
     return _assemble(con, path, report, config)
@@ -384,37 +394,89 @@ _ANNOTATION_PATHS = [
 ]
 
 
+# Tasks and annotations are read as maps of their members where they can be; the tests
+# turn this off to check that the general reading gives the same tables.
+_READ_AS_MAPS = True
+
+_ANNOTATION_COLUMNS = [
+    "id",
+    "result",
+    "model_version",
+    "score",
+    "ground_truth",
+    "was_cancelled",
+    "lead_time",
+    "created_at",
+    "updated_at",
+]
+
+
 def _read_annotations(
     con: duckdb.DuckDBPyConnection, path: str, collector: SkipCollector, report: Report
 ) -> None:
-    paths = ", ".join(sql_string(p) for p in _ANNOTATION_PATHS)
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE ls_lists AS
+        SELECT task_id, idx AS task_idx, 'annotation' AS kind,
+               coalesce(anns_j, comps_j) AS items,
+               CASE WHEN anns_j IS NULL AND comps_j IS NOT NULL THEN 'completions'
+                    ELSE 'annotations' END AS list_key
+        FROM ls_task
+        UNION ALL
+        SELECT task_id, idx, 'prediction', preds_j, 'predictions' FROM ls_task
+        """
+    )
+    # Each annotation read as a map of its members, which takes one parse where pulling
+    # its members out of its text takes two. A list holding anything but objects with
+    # distinct keys (a null, a prediction listed by id, a repeated key) is read as JSON.
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE ls_maps AS
+        SELECT * EXCLUDE (items), json_transform(items, '["MAP(VARCHAR, JSON)"]') AS maps
+        FROM ls_lists WHERE items IS NOT NULL AND json_type(items) = 'ARRAY'
+        """
+    )
+    as_maps = (
+        _READ_AS_MAPS
+        and not con.sql(
+            "SELECT count(*) FROM ls_maps WHERE list_contains(list_transform(maps, lambda m: m IS NULL), true)"
+        ).fetchall()[0][0]
+    )
+    if as_maps:
+        con.execute("DROP TABLE ls_lists")
+        source = "ls_maps"
+        items = "maps"
+        kind_sql = "CASE WHEN j IS NOT NULL THEN 'OBJECT' END"
+        values = "[" + ", ".join(member("j", p.removeprefix("$.")) for p in _ANNOTATION_PATHS) + "]"
+        rest = map_without_keys("j", _ANNOTATION_COLUMNS)
+    else:
+        con.execute("DROP TABLE ls_maps")
+        source = "ls_lists"
+        items = "items::JSON[]"
+        kind_sql = "json_type(j)"
+        values = f"json_extract(j, [{', '.join(sql_string(p) for p in _ANNOTATION_PATHS)}])"
+        rest = without_keys("j", _ANNOTATION_COLUMNS)
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE ls_ann AS
-        WITH listed AS (
-            SELECT task_id, idx AS task_idx, 'annotation' AS kind,
-                   coalesce(anns_j, comps_j)::JSON[] AS items,
-                   CASE WHEN anns_j IS NULL AND comps_j IS NOT NULL THEN 'completions'
-                        ELSE 'annotations' END AS list_key
-            FROM ls_task
-            UNION ALL
-            SELECT task_id, idx, 'prediction', preds_j::JSON[], 'predictions' FROM ls_task
-        ),
-        items AS (
-            SELECT task_id, task_idx, kind, list_key, unnest(items) AS j,
-                   unnest(range(len(items))) AS pos
-            FROM listed WHERE items IS NOT NULL
+        WITH items AS (
+            SELECT task_id, task_idx, kind, list_key, unnest({items}) AS j,
+                   unnest(range(len({items}))) AS pos
+            FROM {source} WHERE {items} IS NOT NULL
         )
-        SELECT *,
+        SELECT * EXCLUDE (j),
             CASE WHEN kind = 'annotation'
                  THEN coalesce(v[1]->>'$', task_id || ':annotation:' || pos)
                  ELSE 'prediction:' || coalesce(v[1]->>'$', task_id || ':' || pos) END AS annotation_id,
             -- the file's order (task, annotations before predictions, position) as one
             -- number: a row_number() over that order would sort the whole JSON payload
             task_idx * 8589934592 + (kind = 'prediction')::BIGINT * 4294967296 + pos AS ann_idx
-        FROM (SELECT *, json_type(j) AS jt, json_extract(j, [{paths}]) AS v FROM items)
+        FROM (SELECT *, {kind_sql} AS jt, {values} AS v,
+                     CASE WHEN {kind_sql} = 'OBJECT' THEN {rest} END AS ann_rest
+              FROM items)
         """
     )
+    con.execute(f"DROP TABLE {source}")
     # Label Studio's export API lists a task's predictions by id only; there is nothing to read.
     by_id = con.sql(
         "SELECT count(*) FROM ls_ann WHERE kind = 'prediction' AND jt IN ('UBIGINT', 'BIGINT')"
@@ -641,20 +703,7 @@ def _assemble(
             TRY_CAST(v[11]->>'$' AS TIMESTAMPTZ) AS updated_at,
             nullif({
             merged_json_sql(
-                without_keys(
-                    "j",
-                    [
-                        "id",
-                        "result",
-                        "model_version",
-                        "score",
-                        "ground_truth",
-                        "was_cancelled",
-                        "lead_time",
-                        "created_at",
-                        "updated_at",
-                    ],
-                ),
+                "ann_rest",
                 [
                     (
                         "exact",

@@ -569,3 +569,67 @@ def test_an_api_export_that_lists_predictions_by_id_reads_with_the_loss_reported
     assert report.dropped == {
         "predictions listed by id only (Label Studio's export API), not read": 2
     }
+
+
+NULL_MEMBERS = [
+    {
+        "id": 1,
+        "data": {"image": "a.jpg", "note": None},
+        "meta": None,
+        "annotations": [
+            {
+                "id": 2,
+                "completed_by": None,
+                "result": [rectangle("r1", "cat")],
+                "parent_prediction": None,
+                "lead_time": None,
+                "was_cancelled": False,
+            }
+        ],
+        "predictions": None,
+    },
+    {"data": {"image": "b.jpg"}, "completions": [{"result": [], "import_id": None}]},
+]
+
+
+def _both_readings(path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple:
+    from annostore.converters import label_studio
+
+    by_members, _ = annostore.read(path, "label-studio")
+    with monkeypatch.context() as patch:
+        patch.setattr(label_studio, "_READ_AS_MAPS", False)
+        general, _ = annostore.read(path, "label-studio")
+    return by_members, general
+
+
+@pytest.mark.parametrize("name", EXPORTS)
+def test_reading_tasks_as_maps_gives_what_the_general_reading_gives(
+    corpus: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    by_members, general = _both_readings(corpus / "label-studio-converter" / name, monkeypatch)
+    assert by_members.regions.num_rows > 0
+    assert by_members.equals(general)
+
+
+def test_null_members_read_alike_both_ways_and_survive(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "in.json").write_text(json.dumps(NULL_MEMBERS))
+    by_members, general = _both_readings(tmp_path / "in.json", monkeypatch)
+    assert by_members.equals(general)
+    annostore.write(by_members, tmp_path / "out.json", "label-studio")
+    written = json.loads((tmp_path / "out.json").read_text())
+    assert written[0]["meta"] is None and written[0]["data"]["note"] is None
+    assert written[0]["annotations"][0]["parent_prediction"] is None
+
+
+@settings(max_examples=15, deadline=None)
+@given(exports())
+def test_generated_exports_read_alike_both_ways(
+    tmp_path_factory: pytest.TempPathFactory, document: list
+) -> None:
+    folder = tmp_path_factory.mktemp("ls")
+    (folder / "in.json").write_text(json.dumps(document))
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        by_members, general = _both_readings(folder / "in.json", monkeypatch)
+    assert by_members.equals(general)
