@@ -534,11 +534,40 @@ _RESULT_PATHS = [
 ]
 
 
-def _read_results(con: duckdb.DuckDBPyConnection, path: str, collector: SkipCollector) -> None:
-    paths = ", ".join(sql_string(p) for p in _RESULT_PATHS)
-    # One statement: each step that copies this table copies every result's JSON.
-    con.execute(
-        f"""
+# The members a result may have, in the order ``extra`` keeps them (so that each reading
+# below gives the same text); members with a column are left out of ``extra``.
+_RESULT_KEYS = (
+    "id",
+    "type",
+    "from_name",
+    "to_name",
+    "value",
+    "original_width",
+    "original_height",
+    "image_rotation",
+    "origin",
+    "score",
+    "parentID",
+    "from_id",
+    "to_id",
+    "direction",
+    "labels",
+    "readonly",
+    "hidden",
+    "item_index",
+    "source",
+    "meta",
+)
+_RESULT_COLUMNS = ("id", "value", "score", "parentID", "from_id", "labels")
+_RESULT_STRUCTURE = sql_string(json.dumps([{key: "JSON" for key in _RESULT_KEYS}]))
+
+
+def _results_sql(items: str, kind: str, values: str, rest: str, more: str = "") -> str:
+    """The statement creating ``ls_res``: one row per result with its position, the
+    members in ``_RESULT_PATHS`` order (``v``), its value parsed once (``tv``) and what
+    goes to ``extra`` (``result_rest``). ``items`` is the SQL for an annotation's list
+    of results, ``kind``, ``values`` and ``rest`` SQL over one item ``j``."""
+    return f"""
         CREATE OR REPLACE TEMP TABLE ls_res AS
         WITH ranked AS (
             -- a narrow sort: the annotations' order as dense numbers
@@ -546,7 +575,7 @@ def _read_results(con: duckdb.DuckDBPyConnection, path: str, collector: SkipColl
         ),
         lists AS (
             SELECT a.annotation_id, a.task_id, a.task_idx, a.kind, a.list_key, a.pos AS ann_pos,
-                   r.ann_rank, a.v[2]::JSON[] AS items
+                   r.ann_rank, {items} AS items
             FROM ls_ann a JOIN ranked r USING (ann_idx)
         ),
         items AS (
@@ -555,7 +584,8 @@ def _read_results(con: duckdb.DuckDBPyConnection, path: str, collector: SkipColl
             FROM lists
         ),
         parsed AS (
-            SELECT * EXCLUDE (ann_rank), json_type(j) AS jt, json_extract(j, [{paths}]) AS v,
+            SELECT * EXCLUDE (ann_rank, j), {kind} AS jt, {values} AS v,
+                   nullif(({rest})::VARCHAR, '{{}}') AS result_rest{more},
                    -- the file's order (annotation, then position) as one number
                    ann_rank * 4294967296 + rpos AS res_idx
             FROM items
@@ -566,8 +596,67 @@ def _read_results(con: duckdb.DuckDBPyConnection, path: str, collector: SkipColl
             FROM parsed
         )
         SELECT *, {_region_type_sql()} AS rtype FROM typed
-        """
+    """
+
+
+def _read_results_typed(con: duckdb.DuckDBPyConnection) -> bool:
+    """Results parsed into a struct of their known members (one parse, no text per
+    result). Only when every result has a type and its members are all known and not
+    null: the members' lengths must add up to each annotation's list text exactly (an
+    unknown, repeated or null member would add bytes), else returns False."""
+    values = "[" + ", ".join(f"j[{sql_string(p[2:])}]" for p in _RESULT_PATHS) + "]"
+    # no member is null here, so the object's text is its present members' texts joined
+    members = ", ".join(
+        f"{sql_string(json.dumps(k) + ':')} || j[{sql_string(k)}]"
+        for k in _RESULT_KEYS
+        if k not in _RESULT_COLUMNS
     )
+    rest = f"'{{' || concat_ws(',', {members}) || '}}'"
+    # an object's minified text: braces, and per member "key":value plus a comma
+    size = " + ".join(
+        f"coalesce(strlen(j[{sql_string(k)}]::VARCHAR) + {len(k) + 4}, 0)" for k in _RESULT_KEYS
+    )
+    con.execute(
+        _results_sql(
+            f"json_transform(a.v[2], {_RESULT_STRUCTURE})",
+            "'OBJECT'",
+            values,
+            rest,
+            f", 1 + {size} AS res_len",
+        )
+    )
+    mismatched = con.sql(
+        """
+        SELECT (SELECT count(*) FROM ls_res WHERE t IS NULL) + (
+            SELECT count(*) FROM (SELECT annotation_id, 1 + sum(res_len + 1) AS list_len
+                                  FROM ls_res GROUP BY annotation_id)
+            JOIN ls_ann USING (annotation_id) WHERE list_len <> strlen(v[2]::VARCHAR))
+        """
+    ).fetchall()[0][0]
+    if mismatched:
+        con.execute("DROP TABLE ls_res")
+        return False
+    con.execute("ALTER TABLE ls_res DROP COLUMN res_len")
+    return True
+
+
+def _read_results_as_text(con: duckdb.DuckDBPyConnection) -> None:
+    """Results taken from their JSON text: whatever their members."""
+    paths = ", ".join(sql_string(p) for p in _RESULT_PATHS)
+    canonical = "[" + ", ".join(sql_string(k) for k in _RESULT_KEYS) + "]"
+    dropped = ", ".join(sql_string(k) for k in _RESULT_COLUMNS)
+    # the known members in _RESULT_KEYS order, then any others in the file's order
+    ordered = f"""to_json(map_from_entries(list_transform(list_sort(list_filter(
+            list_transform(map_entries(json_transform(j, '"MAP(VARCHAR, JSON)"')), lambda e, i:
+                {{'r': coalesce(list_position({canonical}, e.key), 1000 + i), 'key': e.key, 'value': e.value}}),
+            lambda e: e.key NOT IN ({dropped}))), lambda e: {{'key': e.key, 'value': e.value}})))"""
+    rest = f"coalesce({ordered}, {without_keys('j', _RESULT_COLUMNS)})"
+    con.execute(_results_sql("a.v[2]::JSON[]", "json_type(j)", f"json_extract(j, [{paths}])", rest))
+
+
+def _read_results(con: duckdb.DuckDBPyConnection, path: str, collector: SkipCollector) -> None:
+    if not (_READ_AS_MAPS and _read_results_typed(con)):
+        _read_results_as_text(con)
     number = (
         "coalesce(json_type(tv['{k}']) IN ('UBIGINT', 'BIGINT', 'DOUBLE') "
         "AND isfinite(tv['{k}']::DOUBLE), FALSE)"
@@ -753,7 +842,6 @@ def _regions(con: duckdb.DuckDBPyConnection, path: str, report: Report) -> pa.Ta
         )
         + " END, json_object(t, NULL))::VARCHAR END"
     )
-    result_rest = without_keys("j", ["id", "value", "score", "parentID", "from_id", "labels"])
     # One copy of the results, keeping what the columns below need but not the results'
     # JSON: what is left of each result and value for ``extra`` is taken here, once.
     con.execute(
@@ -762,7 +850,7 @@ def _regions(con: duckdb.DuckDBPyConnection, path: str, report: Report) -> pa.Ta
         WITH base AS (
             SELECT res_idx, annotation_id, task_id, rpos, t, rtype, tv,
                    v[6] AS ow_j, v[7] AS oh_j, v[8] AS score_j, v[9] AS parent_j, v[10] AS from_j,
-                   {result_rest} AS result_rest, {value_rest} AS value_rest,
+                   result_rest, {value_rest} AS value_rest,
                    CASE WHEN rtype NOT IN ('bbox', 'ellipse', 'polygon', 'keypoints', 'mask', 'class',
                                            'taxonomy', 'relation', 'span', 'text')
                         THEN val::VARCHAR END AS value_text,
