@@ -13,6 +13,7 @@ import os
 import re
 import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import duckdb
@@ -24,11 +25,10 @@ from annostore.errors import ParseError
 from ._base import SkipCollector
 
 __all__ = [
+    "Items",
     "bad_rows",
     "load_array",
     "load_document",
-    "map_without_keys",
-    "member",
     "sql_string",
     "without_keys",
 ]
@@ -135,25 +135,49 @@ def load_array(
     return shape
 
 
-def member(mapping: str, key: str) -> str:
-    """SQL for member ``key`` of ``mapping`` (a ``MAP(VARCHAR, JSON)`` of an object's
-    members) as ``json_extract`` would give it: SQL NULL when absent, JSON ``null`` when
-    the member is null."""
-    k = sql_string(key)
-    return (
-        f"CASE WHEN {mapping}[{k}] IS NULL AND map_contains({mapping}, {k}) "
-        f"THEN 'null'::JSON ELSE {mapping}[{k}] END"
-    )
+@dataclass(frozen=True)
+class Items:
+    """SQL over a column of list items as :func:`load_array` left them: objects read as
+    ``MAP(VARCHAR, JSON)`` (``maps``) or items as JSON. Each method gives what the same
+    expression on the item's JSON would, so that the readings give the same tables."""
 
+    column: str = "j"
+    maps: bool = False
 
-def map_without_keys(mapping: str, keys: Sequence[str]) -> str:
-    """SQL for the object ``mapping`` (``MAP(VARCHAR, JSON)``) minus ``keys`` as JSON text,
-    NULL when nothing is left: the same text as :func:`without_keys` on the object."""
-    listed = ", ".join(sql_string(key) for key in keys)
-    return (
-        f"nullif(to_json(map_from_entries(list_filter(map_entries({mapping}), "
-        f"lambda e: e.key NOT IN ({listed}))))::VARCHAR, '{{}}')"
-    )
+    def kind(self) -> str:
+        """The item's JSON type ('OBJECT', 'ARRAY', …; NULL for a JSON null)."""
+        if self.maps:
+            return f"CASE WHEN {self.column} IS NOT NULL THEN 'OBJECT' END"
+        return f"json_type({self.column})"
+
+    def members(self, keys: Sequence[str]) -> str:
+        """A list of the members ``keys`` as ``json_extract(item, ['$.key', …])`` gives
+        them: SQL NULL when absent, JSON ``null`` when null."""
+        if not self.maps:
+            paths = ", ".join(sql_string("$." + key) for key in keys)
+            return f"json_extract({self.column}, [{paths}])"
+        return "[" + ", ".join(self._member(key) for key in keys) + "]"
+
+    def has(self, key: str) -> str:
+        """Whether the item has member ``key``."""
+        if self.maps:
+            return f"map_contains({self.column}, {sql_string(key)})"
+        return f"json_exists({self.column}, {sql_string('$.' + key)})"
+
+    def without(self, keys: Sequence[str]) -> str:
+        """The item minus ``keys`` as JSON text, NULL when nothing is left (the same text
+        as :func:`without_keys`)."""
+        if not self.maps:
+            return without_keys(self.column, keys)
+        listed = ", ".join(sql_string(key) for key in keys)
+        return (
+            f"nullif(to_json(map_from_entries(list_filter(map_entries({self.column}), "
+            f"lambda e: e.key NOT IN ({listed}))))::VARCHAR, '{{}}')"
+        )
+
+    def _member(self, key: str) -> str:
+        m, k = self.column, sql_string(key)
+        return f"CASE WHEN {m}[{k}] IS NULL AND map_contains({m}, {k}) THEN 'null'::JSON ELSE {m}[{k}] END"
 
 
 def bad_rows(

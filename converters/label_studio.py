@@ -43,13 +43,12 @@ from ._rle import (
 )
 from ._selection import register_tables, unregister_tables
 from ._sqljson import (
+    Items,
     bad_rows,
     join_json_texts,
     json_object_sql,
     load_array,
     load_document,
-    map_without_keys,
-    member,
     merged_json_sql,
     rows_table,
     sql_string,
@@ -302,23 +301,16 @@ def _parse(
         raise ParseError(
             path, None, f"expected a JSON list of tasks, got a JSON {str(kind).lower()}"
         )
-    members = ("id", "data", "annotations", "completions", "predictions")
-    if shape == "objects":
-        # each task read as a map of its members: nothing is parsed twice
-        values = "[" + ", ".join(member("j", key) for key in members) + "]"
-        kind_sql = "CASE WHEN j IS NOT NULL THEN 'OBJECT' END"
-        rest = map_without_keys("j", ["id", "annotations", "completions", "predictions"])
-    else:
-        paths = ", ".join(sql_string("$." + key) for key in members)
-        values = f"json_extract(j, [{paths}])"
-        kind_sql = "json_type(j)"
-        rest = without_keys("j", ["id", "annotations", "completions", "predictions"])
+    # each task read as a map of its members where it can be: nothing is parsed twice
+    task = Items("j", maps=shape == "objects")
+    members = task.members(["id", "data", "annotations", "completions", "predictions"])
+    rest = task.without(["id", "annotations", "completions", "predictions"])
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE ls_task AS
-        SELECT idx, {kind_sql} AS jt, v[1] AS id_j, v[2] AS data_j, v[3] AS anns_j,
+        SELECT idx, {task.kind()} AS jt, v[1] AS id_j, v[2] AS data_j, v[3] AS anns_j,
                v[4] AS comps_j, v[5] AS preds_j, {rest} AS task_data
-        FROM (SELECT idx, j, {values} AS v FROM ls_doc)
+        FROM (SELECT idx, j, {members} AS v FROM ls_doc)
         """
     )
     # Each step copies what it keeps, so what is done with is dropped at once: an export of
@@ -442,20 +434,12 @@ def _read_annotations(
             "SELECT count(*) FROM ls_maps WHERE list_contains(list_transform(maps, lambda m: m IS NULL), true)"
         ).fetchall()[0][0]
     )
-    if as_maps:
-        con.execute("DROP TABLE ls_lists")
-        source = "ls_maps"
-        items = "maps"
-        kind_sql = "CASE WHEN j IS NOT NULL THEN 'OBJECT' END"
-        values = "[" + ", ".join(member("j", p.removeprefix("$.")) for p in _ANNOTATION_PATHS) + "]"
-        rest = map_without_keys("j", _ANNOTATION_COLUMNS)
-    else:
-        con.execute("DROP TABLE ls_maps")
-        source = "ls_lists"
-        items = "items::JSON[]"
-        kind_sql = "json_type(j)"
-        values = f"json_extract(j, [{', '.join(sql_string(p) for p in _ANNOTATION_PATHS)}])"
-        rest = without_keys("j", _ANNOTATION_COLUMNS)
+    con.execute(f"DROP TABLE {'ls_lists' if as_maps else 'ls_maps'}")
+    source, items = ("ls_maps", "maps") if as_maps else ("ls_lists", "items::JSON[]")
+    annotation = Items("j", maps=as_maps)
+    kind = annotation.kind()
+    values = annotation.members([p.removeprefix("$.") for p in _ANNOTATION_PATHS])
+    rest = annotation.without(_ANNOTATION_COLUMNS)
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE ls_ann AS
@@ -471,8 +455,8 @@ def _read_annotations(
             -- the file's order (task, annotations before predictions, position) as one
             -- number: a row_number() over that order would sort the whole JSON payload
             task_idx * 8589934592 + (kind = 'prediction')::BIGINT * 4294967296 + pos AS ann_idx
-        FROM (SELECT *, {kind_sql} AS jt, {values} AS v,
-                     CASE WHEN {kind_sql} = 'OBJECT' THEN {rest} END AS ann_rest
+        FROM (SELECT *, {kind} AS jt, {values} AS v,
+                     CASE WHEN {kind} = 'OBJECT' THEN {rest} END AS ann_rest
               FROM items)
         """
     )
