@@ -25,6 +25,10 @@ _MACROS = """
 -- candidates are passed on as arguments (each computed by one expression, not re-nested).
 CREATE OR REPLACE TEMP MACRO _annostore_choose(c1, c2, c3, ok1, ok2, ok3) AS
     CASE
+        -- the only candidate that maps back, whatever its text (no text is made)
+        WHEN ok1 AND NOT ok2 AND NOT ok3 THEN c1
+        WHEN ok2 AND NOT ok1 AND NOT ok3 THEN c2
+        WHEN ok3 AND NOT ok1 AND NOT ok2 THEN c3
         -- a candidate that maps back and reads like a decimal someone wrote (123.45)
         WHEN ok1 AND length(c1::VARCHAR) <= 16 THEN c1
         WHEN ok2 AND length(c2::VARCHAR) <= 16

@@ -216,10 +216,12 @@ def bad_rows(
 def json_object_sql(pairs: Sequence[tuple[str, str]]) -> str:
     """SQL building a JSON object of ``(key, SQL expression)`` pairs, in order, leaving out
     the keys whose value is NULL (a JSON merge patch would read a null as "delete")."""
+    # text joined by concat_ws, which skips NULLs: a list of entries filtered by a lambda
+    # and made a map, per row, took most of a million-region COCO write
     entries = ", ".join(
-        f"{{'k': {sql_string(key)}, 'v': to_json({value})}}" for key, value in pairs
+        f"{sql_string(json.dumps(key) + ':')} || to_json({value})::VARCHAR" for key, value in pairs
     )
-    return f"to_json(map_from_entries(list_filter([{entries}], lambda e: e.v IS NOT NULL)))"
+    return f"('{{' || concat_ws(',', {entries}) || '}}')::JSON"
 
 
 def merged_json_sql(base: str, pairs: Sequence[tuple[str, str]], drop: Sequence[str] = ()) -> str:

@@ -65,6 +65,12 @@ _GEOMETRY_FINGERPRINT = (
 )
 
 
+def _extra_member(key: str) -> str:
+    """SQL: member ``key`` of a region's ``extra`` (JSON), parsing it only when its text
+    holds the key's name at all."""
+    return f"CASE WHEN contains(extra, {sql_string(json.dumps(key))}) THEN extra->{sql_string('$.' + key)} END"
+
+
 def _positive_integer(value: str) -> str:
     return (
         f"({value} IS NOT NULL AND json_type({value}) <> 'NULL' AND NOT "
@@ -982,10 +988,12 @@ def _render(
             -- pixel values kept as read where scaled() would not give them back; used
             -- only while they still match the geometry
             SELECT *,
-                TRY_CAST(extra->'$.exact.bbox' AS DOUBLE[]) AS ex_bbox,
-                TRY_CAST(extra->'$.exact.segmentation' AS DOUBLE[][]) AS ex_seg,
-                TRY_CAST(extra->'$.exact.keypoints' AS DOUBLE[]) AS ex_kp
-            FROM r
+                TRY_CAST(ex->'$.bbox' AS DOUBLE[]) AS ex_bbox,
+                TRY_CAST(ex->'$.segmentation' AS DOUBLE[][]) AS ex_seg,
+                TRY_CAST(ex->'$.keypoints' AS DOUBLE[]) AS ex_kp
+            -- extra is parsed only where its text names the member (most rows have none)
+            FROM (SELECT *, {_extra_member("exact")} AS ex,
+                         {_extra_member("area_geometry")}->>'$' AS area_geometry FROM r)
         ),
         px AS (
             SELECT *,
@@ -1027,8 +1035,8 @@ def _render(
                     list_max(flatten(list_transform(rings, lambda g: list_filter(g, lambda v, i: i % 2 = 0))))
                       - list_min(flatten(list_transform(rings, lambda g: list_filter(g, lambda v, i: i % 2 = 0))))]
             END AS bbox,
-            {_GEOMETRY_FINGERPRINT} AS fingerprint,
-            extra->>'$.area_geometry' AS area_geometry
+            -- the fingerprint only where an area read from a file may be kept
+            area_geometry IS NULL OR area_geometry <> {_GEOMETRY_FINGERPRINT} AS geometry_changed
         FROM px
         """
     )
@@ -1075,7 +1083,7 @@ def _render(
     masks = con.sql(
         """
         SELECT ordinal, mask.counts, (extra->>'$.counts_format') = 'list' AS as_list,
-               area_geometry IS DISTINCT FROM fingerprint AS needs_area
+               geometry_changed AS needs_area
         FROM coco_out_reg WHERE mask IS NOT NULL
         """
     ).fetchall()
@@ -1138,20 +1146,20 @@ def _render(
             ("keypoints", "kp"),
             (
                 "num_keypoints",
-                """CASE WHEN kp IS NOT NULL AND (area_geometry IS DISTINCT FROM fingerprint
-                                      OR (extra->'$.num_keypoints') IS NULL)
+                f"""CASE WHEN kp IS NOT NULL AND (geometry_changed
+                                      OR {_extra_member("num_keypoints")} IS NULL)
                                  THEN len(list_filter(kp, lambda v, i: i % 3 = 0 AND v > 0)) END""",
             ),
             (
                 "area",
-                f"""CASE WHEN type IN ('text', 'class') OR area_geometry IS NOT DISTINCT FROM fingerprint THEN NULL
+                f"""CASE WHEN type IN ('text', 'class') OR NOT geometry_changed THEN NULL
                              WHEN mask IS NOT NULL THEN m.mask_area
                              WHEN rings IS NOT NULL AND len(rings) > 0 THEN {shoelace}
                              ELSE bbox[3] * bbox[4] END""",
             ),
             (
                 "iscrowd",
-                """CASE WHEN type NOT IN ('text', 'class') AND (extra->'$.iscrowd') IS NULL
+                f"""CASE WHEN type NOT IN ('text', 'class') AND {_extra_member("iscrowd")} IS NULL
                                 THEN CASE WHEN mask IS NOT NULL THEN 1 ELSE 0 END END""",
             ),
             ("score", f"CASE WHEN {'TRUE' if results else 'FALSE'} THEN score END"),
