@@ -110,11 +110,8 @@ _MAPPED_VALUE_KEYS = {
     "span": ["start", "end", "text"],
     "text": ["text"],
 }
-_LABEL_KEY_SQL = """CASE
-    WHEN t IN ('rectanglelabels', 'polygonlabels', 'keypointlabels', 'ellipselabels',
-               'brushlabels', 'choices', 'taxonomy', 'labels') THEN t
-    ELSE NULL END"""
-_LABEL_KEYS = (
+#: the value keys that hold a result's list of labels, each named after its result type
+LABEL_KEYS = (
     "rectanglelabels",
     "polygonlabels",
     "keypointlabels",
@@ -124,6 +121,15 @@ _LABEL_KEYS = (
     "taxonomy",
     "labels",
 )
+
+
+def _label_key_sql(column: str) -> str:
+    """SQL: the result type in ``column`` when its value holds a list of labels, else NULL."""
+    listed = ", ".join(sql_string(key) for key in LABEL_KEYS)
+    return f"CASE WHEN {column} IN ({listed}) THEN {column} END"
+
+
+_LABEL_KEY_SQL = _label_key_sql("t")
 # Every value key a column or a check reads, parsed once per result into a struct of JSON
 # leaves: each ``val->>'$.x'`` would parse the whole value's text again (it did, about
 # twenty times per region).
@@ -140,12 +146,12 @@ _VALUE_KEYS = (
     "end",
     "text",
     "rle",
-    *_LABEL_KEYS,
+    *LABEL_KEYS,
 )
 _VALUE_STRUCTURE = sql_string(json.dumps({key: "JSON" for key in _VALUE_KEYS}))
 _LABEL_LIST_SQL = (
     "CASE t "
-    + " ".join(f"WHEN {sql_string(k)} THEN tv[{sql_string(k)}]" for k in _LABEL_KEYS)
+    + " ".join(f"WHEN {sql_string(k)} THEN tv[{sql_string(k)}]" for k in LABEL_KEYS)
     + " END"
 )
 
@@ -1242,7 +1248,7 @@ def _render(con: duckdb.DuckDBPyConnection, tables: Tables, report: Report) -> b
         ],
         "text": [("text", "coalesce(extra->'$.exact.text', to_json([value]))")],
     }
-    labelled = "CASE WHEN ls_type IN ('rectanglelabels', 'polygonlabels', 'keypointlabels', 'ellipselabels', 'brushlabels', 'labels', 'choices', 'taxonomy') THEN ls_type END"
+    labelled = _label_key_sql("ls_type")
     value_cases = " ".join(
         f"WHEN {sql_string(region_type)} THEN {json_object_sql(parts)}"
         for region_type, parts in value_parts.items()

@@ -39,18 +39,7 @@ __all__ = ["LabelStudioMinConverter", "converter"]
 
 RECORD_KEYS = ("id", "annotator", "annotation_id", "created_at", "updated_at", "lead_time")
 #: a value key that names the result type
-_TYPE_KEYS = (
-    "rectanglelabels",
-    "polygonlabels",
-    "keypointlabels",
-    "ellipselabels",
-    "brushlabels",
-    "choices",
-    "taxonomy",
-    "labels",
-    "textarea",
-    "text",
-)
+_TYPE_KEYS = (*full.LABEL_KEYS, "textarea", "text")
 
 
 class LabelStudioMinConverter(Converter):
