@@ -17,21 +17,26 @@ from annostore.errors import AnnostoreError
 
 __all__ = ["file_image_size", "image_size", "image_sizes_from_headers", "install_asset_macros"]
 
-# URL-decoded; query string, Label Studio's local-files prefix and upload hash prefix removed.
+# URL-decoded (kept as written where decoding gives bytes that are not UTF-8, as "%80"
+# does); query string, Label Studio's local-files prefix and upload hash prefix removed.
 _ASSET_MACRO = r"""
 CREATE OR REPLACE TEMP MACRO annostore_asset_key(u) AS
     CASE WHEN u IS NULL THEN NULL ELSE
     regexp_replace(
-        url_decode(
+        annostore_url_decode(
             CASE WHEN starts_with(u, '/data/local-files/?d=') THEN substr(u, 22)
                  ELSE regexp_replace(u, '\?.*$', '') END),
         '^/data/upload/[0-9]+/[0-9a-f]{8}-', '')
     END
 """
+_DECODE_MACRO = (
+    "CREATE OR REPLACE TEMP MACRO annostore_url_decode(t) AS coalesce(try(url_decode(t)), t)"
+)
 
 
 def install_asset_macros(con: Any) -> None:
     """Create ``annostore_asset_key(uri)`` on a DuckDB connection (idempotent)."""
+    con.execute(_DECODE_MACRO)
     con.execute(_ASSET_MACRO)
 
 

@@ -37,6 +37,7 @@ from annostore.tables import Tables
 
 from . import _io
 from . import label_studio_min as json_min
+from ._assets import install_asset_macros
 from ._base import Converter, Report, SkipCollector
 from ._numbers import install_number_macros
 from ._selection import register_tables, unregister_tables
@@ -274,6 +275,7 @@ def parse(table: pa.Table, path: str, collector: SkipCollector) -> Tables:
         if column not in table.column_names:
             table = table.append_column(column, pa.nulls(table.num_rows, pa.string()))
     with connection() as con:
+        install_asset_macros(con)
         con.register("csv_rows", table)
         try:
             return _parse(con, path, collector)
@@ -395,9 +397,8 @@ def _parse(con: duckdb.DuckDBPyConnection, path: str, collector: SkipCollector) 
     con.register("csv_tasks", tasks)
     try:
         tasks = con.sql(
-            "SELECT task_id, uri, CASE WHEN uri IS NULL THEN NULL ELSE "
-            "regexp_replace(url_decode(regexp_replace(uri, '\\?.*$', '')), '^/data/upload/[0-9]+/[0-9a-f]{8}-', '') END "
-            "AS asset_key, text, width, height, split, data FROM csv_tasks"
+            "SELECT task_id, uri, annostore_asset_key(uri) AS asset_key, text, width, height, "
+            "split, data FROM csv_tasks"
         ).to_arrow_table()
     finally:
         con.unregister("csv_tasks")

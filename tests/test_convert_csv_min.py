@@ -82,6 +82,26 @@ def test_hand_made_csv_in_pixels(tmp_path: Path) -> None:
     assert tables.tasks.num_rows == 2 and tables.annotations.num_rows == 1  # task 2 unlabeled
 
 
+def test_image_names_that_do_not_url_decode_keep_their_text(tmp_path: Path) -> None:
+    # "%80" decodes to a byte that is not UTF-8: the name is its own asset key, in every
+    # reader that makes one (it used to stop the read with a DuckDB error)
+    (tmp_path / "boxes.csv").write_text(
+        "task_id,image\n1,%80.jpg\n2,/data/local-files/?d=cats/a%20b.jpg\n"
+    )
+    coco = {
+        "images": [{"id": 1, "file_name": "%80.jpg", "width": 4, "height": 4}],
+        "annotations": [],
+        "categories": [{"id": 1, "name": "cat"}],
+    }
+    (tmp_path / "coco.json").write_text(json.dumps(coco))
+    (tmp_path / "ls.json").write_text(json.dumps([{"id": 1, "data": {"image": "%80.jpg"}}]))
+    csv_tables, _ = annostore.read(tmp_path / "boxes.csv", "csv")
+    assert csv_tables.tasks.column("asset_key").to_pylist() == ["%80.jpg", "cats/a b.jpg"]
+    for name, fmt in (("coco.json", "coco"), ("ls.json", "label-studio")):
+        tables, _ = annostore.read(tmp_path / name, fmt)
+        assert tables.tasks.column("asset_key").to_pylist() == ["%80.jpg"], fmt
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [
