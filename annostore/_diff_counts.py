@@ -1,4 +1,5 @@
-"""Key-level diff counts from the commits' changesets, without reading the older version.
+"""Which keys differ between two versions, from the commits' changesets, without reading
+the older version: the diff's counts, and the rows its details compare.
 
 History is a line (each version's parent is the one before it), so between any two
 versions lie the commits that made the newer one. Their changesets say, per key, what
@@ -7,27 +8,29 @@ operation on a key says whether it existed in the older version (and its row has
 there), the last whether it exists in the newer one; a key that exists in both changed
 when its row hash in the newer version differs; that hash is read from the fragments the
 key's last commit wrote (small files, kept as long as that version is, even after a
-compaction rewrote the table). Adjacent versions need no file at all: the manifest
-carries the counts.
+compaction rewrote the table). Adjacent versions need no file at all for the counts: the
+manifest carries them.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from annostore.schemas import KEYS, TABLE_NAMES
 
 from ._fragments import read_file
-from ._manifest import Changeset, Manifest
+from ._manifest import Fragment, Manifest
 from ._rowhash import ROW_HASH, row_hash_check
 from ._sql import column_list, connection
 
 if TYPE_CHECKING:
     from .dataset import Dataset
 
-__all__ = ["key_counts"]
+__all__ = ["LineTable", "key_counts", "line_changes"]
 
 #: Beyond this many commits apart, or when the changesets list more keys than this share of
 #: the table, the full comparison is as cheap: let it answer.
@@ -81,32 +84,70 @@ def _forward_counts(dataset: Dataset, older: Manifest, chain: list[Manifest]) ->
                 (ref.inserted, ref.updated, ref.deleted) if ref is not None else (0, 0, 0)
             )
         else:
-            refs = [(m.number, m.tables[table].changeset) for m in chain]
-            refs = [(number, ref) for number, ref in refs if ref is not None]
-            listed = sum(ref.rows for _, ref in refs)
-            if listed > MAX_CHANGED_SHARE * max(newer.tables[table].rows, 1) and listed > 10_000:
+            line = _line_table(dataset, table, older, chain)
+            if line is None:
                 return None
-            combined = _combined(dataset, table, older, chain, refs)
-            if combined is None:
-                return None
-            added, removed, changed = combined
+            added, removed, changed = line.counts()
         counts[table] = (added, removed, changed, newer.tables[table].rows - added - changed)
     return counts
 
 
-def _combined(
-    dataset: Dataset,
-    table: str,
-    older: Manifest,
-    chain: list[Manifest],
-    refs: list[tuple[int, Changeset]],
-) -> tuple[int, int, int] | None:
-    """(added, removed, changed) over the commits of ``chain``, or None when their row
-    hashes cannot be compared."""
-    if not refs:
-        return 0, 0, 0
-    newer = chain[-1]
+@dataclass(frozen=True)
+class LineTable:
+    """What the commits from an older version to a newer one did to one table, by key.
+
+    ``keys`` holds the key columns and ``status`` ('added', 'removed' or 'changed', from
+    the older version to the newer) of every key whose row differs by row hash; ``written``
+    are the fragments those commits wrote: the newer version's row of every key not
+    removed is the one its last commit wrote (the fragment with the highest ``seq``).
+    """
+
+    keys: pa.Table
+    written: list[Fragment]
+
+    def counts(self) -> tuple[int, int, int]:
+        """(added, removed, changed)."""
+        status = self.keys.column("status")
+        return tuple(int(pc.sum(pc.equal(status, s)).as_py() or 0) for s in _STATUSES)
+
+
+_STATUSES = ("added", "removed", "changed")
+
+
+def line_changes(
+    dataset: Dataset, a: Manifest, b: Manifest
+) -> tuple[Manifest, Manifest, dict[str, LineTable]] | None:
+    """(older, newer, per table the keys that differ) between ``a`` and ``b`` from the
+    changesets of the commits between them, or None when those cannot answer (too far
+    apart, too much changed, or row hashes of another hash function)."""
+    older, newer = (a, b) if a.number <= b.number else (b, a)
+    chain = _chain(dataset, older, newer) if older.number < newer.number else []
+    if chain is None:
+        return None
+    tables = {}
+    for table in TABLE_NAMES:
+        line = _line_table(dataset, table, older, chain)
+        if line is None:
+            return None
+        tables[table] = line
+    return older, newer, tables
+
+
+def _line_table(
+    dataset: Dataset, table: str, older: Manifest, chain: list[Manifest]
+) -> LineTable | None:
+    """The keys of ``table`` that differ from ``older`` to the end of ``chain``."""
     keys = list(KEYS[table])
+    refs = [(m.number, m.tables[table].changeset) for m in chain]
+    refs = [(number, ref) for number, ref in refs if ref is not None]
+    key_schema = pa.schema([*(pa.field(k, pa.string()) for k in keys), ("status", pa.string())])
+    if not refs:
+        return LineTable(key_schema.empty_table(), [])
+    newer = chain[-1]
+    listed = sum(ref.rows for _, ref in refs)
+    share = listed / max(newer.tables[table].rows, 1)
+    if len(refs) > 1 and share > MAX_CHANGED_SHARE and listed > 10_000:
+        return None
     current = row_hash_check()
     # The rows each commit wrote, in the fragments its own manifest lists (they stay in the
     # store as long as that version does, even when a later compaction rewrote them).
@@ -122,6 +163,17 @@ def _combined(
     if any(f.row_hash != current for f in fragments):
         return None
     storage, folder = dataset._storage, dataset._folder
+    if len(refs) == 1:
+        # One commit: its changeset is the difference (an update always changed the hash).
+        ((_, ref),) = refs
+        change = read_file(storage, folder, ref, [*keys, "op"])
+        status = pc.choose(
+            pc.index_in(change.column("op"), value_set=pa.array(["I", "D", "U"])),
+            *(pa.scalar(s) for s in _STATUSES),
+        )
+        return LineTable(
+            change.select(keys).append_column("status", status).cast(key_schema), written
+        )
     changes = pa.concat_tables(
         [
             read_file(storage, folder, ref).append_column(
@@ -147,20 +199,21 @@ def _combined(
         con.register("_changes", changes)
         con.register("_written", rows)
         try:
-            added, removed, changed = con.sql(
+            differing = con.sql(
                 f"""WITH per_key AS (
                         SELECT {key_sql}, arg_min(op, _v) AS first_op, arg_min(old_hash, _v) AS first_hash,
                                arg_max(op, _v) AS last_op
                         FROM _changes GROUP BY ALL),
                     newest AS (
                         SELECT {key_sql}, arg_max({ROW_HASH}, _seq) AS _h FROM _written GROUP BY ALL)
-                    SELECT count(*) FILTER (WHERE first_op = 'I' AND last_op <> 'D'),
-                           count(*) FILTER (WHERE first_op <> 'I' AND last_op = 'D'),
-                           count(*) FILTER (WHERE first_op <> 'I' AND last_op <> 'D'
-                                            AND n._h IS DISTINCT FROM first_hash)
-                    FROM per_key p LEFT JOIN newest n USING ({key_sql})"""
-            ).fetchall()[0]
+                    SELECT {key_sql},
+                           CASE WHEN first_op = 'I' THEN 'added' WHEN last_op = 'D' THEN 'removed'
+                                ELSE 'changed' END AS status
+                    FROM per_key p LEFT JOIN newest n USING ({key_sql})
+                    WHERE (first_op = 'I') <> (last_op = 'D')
+                       OR (first_op <> 'I' AND n._h IS DISTINCT FROM first_hash)"""
+            ).to_arrow_table()
         finally:
             con.unregister("_changes")
             con.unregister("_written")
-    return int(added), int(removed), int(changed)
+    return LineTable(differing.cast(key_schema), written)

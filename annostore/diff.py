@@ -1,11 +1,14 @@
 """Differences between two versions of a dataset, row by row and field by field.
 
-Rows are matched by key. Only the rows whose files the two versions do not share are
-compared: a fragment listed by both versions (same file, same ``seq``) holds rows that
-are identical in both unless a tombstone that only one version has removes them, so the
-candidates are the keys of the fragments and tombstones the versions do not share. The
-cost follows the change, not the dataset (except across a compaction, which rewrites
-every file).
+Rows are matched by key. History is a line, so between two versions lie the commits that
+made the newer one: their changesets name the keys that differ, and the fragments they
+wrote hold the newer rows (see ``_diff_counts``); only the older version's rows of those
+keys are looked up in it. Where the changesets cannot answer (too many commits apart, too
+much changed, row hashes of another hash function), only the rows whose files the two
+versions do not share are compared: a fragment listed by both versions (same file, same
+``seq``) holds rows that are identical in both unless a tombstone that only one version
+has removes them, so the candidates are the keys of the fragments and tombstones the
+versions do not share.
 """
 
 from __future__ import annotations
@@ -20,11 +23,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from annostore.schemas import COLUMNS, KEYS, TABLE_NAMES
+from annostore.schemas import COLUMNS, KEYS, TABLE_NAMES, arrow_schema
 
-from ._diff_counts import key_counts
-from ._fragments import read_file
-from ._manifest import Manifest, TableState
+from ._diff_counts import LineTable, key_counts, line_changes
+from ._fragments import SEQ, read_file
+from ._manifest import Fragment, Manifest, TableState
 from ._rowhash import ROW_HASH, row_hash_check, row_hash_expression
 from ._sql import column_list, quote
 from .query import ViewBinder
@@ -267,19 +270,16 @@ def _candidate_keys(dataset: Dataset, table: str, a: TableState, b: TableState) 
 
 
 class _Views:
-    """Both versions' tables as DuckDB views over their files in place, with row hashes."""
+    """Both versions' tables as DuckDB views over their files in place, with row hashes.
+
+    A view is made on first use: binding one checks the sha256 of its files, and a diff
+    along a line of commits never needs most of the newer version's."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection, dataset: Dataset, a: Manifest, b: Manifest):
         self.con = con
-        binder = ViewBinder(con, dataset)
-        binder.bind_with_hashes(a, "_a")
-        binder.bind_with_hashes(b, "_b")
-        # Views over only the files whose rows can differ (see _files_that_can_differ).
-        for table in TABLE_NAMES:
-            for side, mine, theirs in (("a", a, b), ("b", b, a)):
-                state = _files_that_can_differ(mine.tables[table], theirs.tables[table])
-                sql = binder.table_sql(table, state, f"_changed_{side}", with_hash=True)
-                con.execute(f"CREATE VIEW {quote(f'_changed_{table}_{side}')} AS {sql}")
+        self._binder = ViewBinder(con, dataset)
+        self._versions = {"a": a, "b": b}
+        self._made: set[str] = set()
         current = row_hash_check()
         # Hashes written by another hash function cannot be compared: recompute those.
         self.hash_sql = {
@@ -288,6 +288,20 @@ class _Views:
             else row_hash_expression(table)
             for table in TABLE_NAMES
         }
+
+    def view(self, table: str, side: str, *, changed_only: bool = False) -> str:
+        """The name of a view of one version's table: all its live rows, or with
+        ``changed_only`` only those that can differ from the other version's."""
+        name = f"_{'changed' if changed_only else 'raw'}_{table}_{side}"
+        if name not in self._made:
+            mine = self._versions[side].tables[table]
+            if changed_only:
+                theirs = self._versions["b" if side == "a" else "a"].tables[table]
+                mine = _files_that_can_differ(mine, theirs)
+            sql = self._binder.table_sql(table, mine, name, with_hash=True)
+            self.con.execute(f"CREATE VIEW {quote(name)} AS {sql}")
+            self._made.add(name)
+        return quote(name)
 
     def rows(
         self,
@@ -300,8 +314,11 @@ class _Views:
     ) -> pa.Table:
         """Rows of one version's table (all canonical columns by default), only ``keys`` if
         given; with ``changed_only``, only rows that can differ from the other version's."""
-        wanted = column_list(columns or [c.name for c in COLUMNS[table]], "r.")
-        source = quote(f"_{'changed' if changed_only else 'raw'}_{table}_{side}")
+        names = columns or [c.name for c in COLUMNS[table]]
+        if keys is not None and keys.num_rows == 0:
+            return pa.schema([arrow_schema(table).field(n) for n in names]).empty_table()
+        wanted = column_list(names, "r.")
+        source = self.view(table, side, changed_only=changed_only)
         if keys is None:
             return self.con.sql(f"SELECT {wanted} FROM {source} r").to_arrow_table()
         self.con.register("wanted_keys", keys)
@@ -317,7 +334,7 @@ class _Views:
         keys = list(KEYS[table])
         key_sql = column_list(keys)
         hashed = {
-            side: f"SELECT {key_sql}, {self.hash_sql[table]} AS _h FROM {quote(f'_raw_{table}_{side}')}"
+            side: f"SELECT {key_sql}, {self.hash_sql[table]} AS _h FROM {self.view(table, side)}"
             for side in ("a", "b")
         }
         if candidates is not None:
@@ -335,24 +352,79 @@ class _Views:
         return result.cast(pa.schema([pa.field(k, pa.string()) for k in keys]))
 
 
-def _table_diff(
-    con: duckdb.DuckDBPyConnection,
-    views: _Views,
-    dataset: Dataset,
-    table: str,
-    a: TableState,
-    b: TableState,
-) -> tuple[TableDiff, pa.Table, pa.Table]:
-    """The diff of one table, and the differing rows of each side (all columns)."""
-    keys = list(KEYS[table])
+def _compared_rows(
+    views: _Views, dataset: Dataset, table: str, a: TableState, b: TableState
+) -> tuple[pa.Table, pa.Table]:
+    """The rows of each side that can differ, found from the files the versions do not share."""
     candidates: pa.Table | None = _candidate_keys(dataset, table, a, b)
     if candidates.num_rows > _PRUNE_LIMIT * max(a.rows, b.rows, 1):
         # Most rows are candidates (a compaction in between): compare row hashes of all rows
         # first, and read whole rows only where they differ.
         candidates = views.differing(table, None)
-    # Candidates whose rows turn out equal are dropped by the field comparison below.
-    rows_a = views.rows(table, "a", candidates, changed_only=True)
-    rows_b = views.rows(table, "b", candidates, changed_only=True)
+    return (
+        views.rows(table, "a", candidates, changed_only=True),
+        views.rows(table, "b", candidates, changed_only=True),
+    )
+
+
+def _line_rows(
+    views: _Views, dataset: Dataset, table: str, a_is_older: bool, line: LineTable
+) -> tuple[pa.Table, pa.Table]:
+    """The rows of each side that differ, for versions on a line of commits: the keys come
+    from the commits' changesets, the newer rows from the fragments those commits wrote
+    (as small as the change); only the older version's rows are looked up in it."""
+    keys = list(KEYS[table])
+    status = line.keys.column("status")
+    in_older = line.keys.filter(pc.not_equal(status, "added")).select(keys)
+    in_newer = line.keys.filter(pc.not_equal(status, "removed")).select(keys)
+    older_side = "a" if a_is_older else "b"
+    older = views.rows(table, older_side, in_older, changed_only=True)
+    newer = _newest_written(views.con, dataset, table, line.written, in_newer)
+    return (older, newer) if a_is_older else (newer, older)
+
+
+def _newest_written(
+    con: duckdb.DuckDBPyConnection,
+    dataset: Dataset,
+    table: str,
+    written: list[Fragment],
+    keys: pa.Table,
+) -> pa.Table:
+    """Each key's row in the last of ``written`` (fragments, by seq) that holds it."""
+    names = [c.name for c in COLUMNS[table]]
+    if keys.num_rows == 0 or not written:
+        return arrow_schema(table).empty_table()
+    parts = [
+        read_file(dataset._storage, dataset._folder, f, names).append_column(
+            SEQ, pa.repeat(pa.scalar(f.seq, pa.int64()), f.rows)
+        )
+        for f in written
+    ]
+    key_sql = column_list(keys.column_names)
+    con.register("written_rows", pa.concat_tables(parts))
+    con.register("wanted_keys", keys)
+    try:
+        return con.sql(
+            f"""SELECT {column_list(names)} FROM written_rows SEMI JOIN wanted_keys USING ({key_sql})
+                QUALIFY row_number() OVER (PARTITION BY {key_sql} ORDER BY {SEQ} DESC) = 1"""
+        ).to_arrow_table()
+    finally:
+        con.unregister("written_rows")
+        con.unregister("wanted_keys")
+
+
+def _table_diff(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    rows_a: pa.Table,
+    rows_b: pa.Table,
+    rows: int,
+    carry: tuple[str, ...] = (),
+) -> tuple[TableDiff, pa.Table]:
+    """The diff of one table from the rows of each side that can differ (``rows``: how many
+    the table has in version b), and its rows with each side's ``carry`` columns
+    (``a_<column>``, ``b_<column>``) for the per-region details."""
+    keys = list(KEYS[table])
     columns = [c.name for c in COLUMNS[table] if c.name not in keys]
     con.register("rows_a", rows_a)
     con.register("rows_b", rows_b)
@@ -364,10 +436,13 @@ def _table_diff(
         if differs
         else "[]::VARCHAR[]"
     )
-    result = con.sql(
+    carried = "".join(
+        f", a.{quote(c)} AS {quote('a_' + c)}, b.{quote(c)} AS {quote('b_' + c)}" for c in carry
+    )
+    compared = con.sql(
         f"""SELECT {column_list(keys)},
                    CASE WHEN a._present IS NULL THEN 'added' WHEN b._present IS NULL THEN 'removed' ELSE 'changed' END AS status,
-                   CASE WHEN a._present AND b._present THEN {fields_sql} END AS fields
+                   CASE WHEN a._present AND b._present THEN {fields_sql} END AS fields{carried}
             FROM (SELECT *, true AS _present FROM rows_a) a
             FULL OUTER JOIN (SELECT *, true AS _present FROM rows_b) b USING ({column_list(keys)})
             WHERE a._present IS NULL OR b._present IS NULL OR len({fields_sql}) > 0
@@ -375,6 +450,7 @@ def _table_diff(
     ).to_arrow_table()
     con.unregister("rows_a")
     con.unregister("rows_b")
+    result = compared.select([*keys, "status", "fields"])
     status = result.column("status")
     added = int(pc.sum(pc.equal(status, "added")).as_py() or 0)
     removed = int(pc.sum(pc.equal(status, "removed")).as_py() or 0)
@@ -385,11 +461,8 @@ def _table_diff(
         counts = pc.value_counts(flat)
         fields_changed = {item["values"].as_py(): item["counts"].as_py() for item in counts}
         fields_changed = dict(sorted(fields_changed.items(), key=lambda kv: (-kv[1], kv[0])))
-    return (
-        TableDiff(added, removed, changed, b.rows - added - changed, result, fields_changed),
-        rows_a,
-        rows_b,
-    )
+    diff = TableDiff(added, removed, changed, rows - added - changed, result, fields_changed)
+    return diff, compared
 
 
 def diff_versions(
@@ -407,14 +480,24 @@ def _compute_details(
         con.execute("SET TimeZone = 'UTC'")
         con.execute("SET enable_progress_bar = false")
         views = _Views(con, dataset, a, b)
-        tables, sides = {}, {}
+        line = line_changes(dataset, a, b)
+        tables, sides, compared = {}, {}, {}
         for table in TABLE_NAMES:
-            tables[table], rows_a, rows_b = _table_diff(
-                con, views, dataset, table, a.tables[table], b.tables[table]
+            if line is not None:
+                rows_a, rows_b = _line_rows(
+                    views, dataset, table, a.number <= b.number, line[2][table]
+                )
+            else:
+                rows_a, rows_b = _compared_rows(
+                    views, dataset, table, a.tables[table], b.tables[table]
+                )
+            carry = _REGION_CARRIED if table == "regions" else ()
+            tables[table], compared[table] = _table_diff(
+                con, table, rows_a, rows_b, b.tables[table].rows, carry
             )
             sides[table] = (rows_a, rows_b)
-        regions, paired = _region_details(con, views, tables["regions"].rows, sides, iou_threshold)
-        labeled, unlabeled = _labeled_changes(con, sides["annotations"])
+        regions, paired = _region_details(con, views, compared["regions"], iou_threshold)
+        labeled, unlabeled = _labeled_changes(con, views, sides["annotations"])
         label_rows = tables["labels"].rows
         label_status = dict(
             zip(
@@ -462,37 +545,51 @@ def _geometry(prefix: str, names: str = "") -> dict[str, str]:
     return {key: f"{prefix}.{names}{key}" for key in ("x", "y", "w", "h", "type", "rotation")}
 
 
+#: The columns of both sides that the per-region details use (labels, IoU)
+_REGION_CARRIED = ("label", "x", "y", "w", "h", "type", "rotation")
+
+
 def _region_details(
     con: duckdb.DuckDBPyConnection,
     views: _Views,
     changes: pa.Table,
-    sides: dict[str, tuple[pa.Table, pa.Table]],
     iou_threshold: float | None,
 ) -> tuple[pa.Table, int]:
-    """Per-region rows with task, labels and IoU; IoU-paired add/remove pairs become changes."""
-    regions_a, regions_b = sides["regions"]
-    owners = []
-    for side, regions in (("a", regions_a), ("b", regions_b)):
-        wanted = pa.table({"annotation_id": pc.unique(regions.column("annotation_id"))})
-        owners.append(views.rows("annotations", side, wanted, ["annotation_id", "task_id"]))
+    """Per-region rows with task, labels and IoU; IoU-paired add/remove pairs become changes.
+
+    ``changes`` are the regions' diff rows with both sides' label and geometry. A removed
+    region belongs to its annotation's task in version a, the others to the one in b."""
+    removed = pc.equal(changes.column("status"), "removed")
+    ids_b = pc.unique(changes.filter(pc.invert(removed)).column("annotation_id"))
+    owners_b = views.rows(
+        "annotations", "b", pa.table({"annotation_id": ids_b}), ["annotation_id", "task_id"]
+    )
+    ids_a = pc.unique(
+        pa.concat_arrays(
+            [
+                pc.unique(changes.filter(removed).column("annotation_id")),
+                pc.filter(ids_b, pc.invert(pc.is_in(ids_b, owners_b.column("annotation_id")))),
+            ]
+        )
+    )
+    owners_a = views.rows(
+        "annotations", "a", pa.table({"annotation_id": ids_a}), ["annotation_id", "task_id"]
+    )
     con.register("changes", changes)
-    con.register("ra", regions_a)
-    con.register("rb", regions_b)
-    con.register("owners_a", owners[0])
-    con.register("owners_b", owners[1])
+    con.register("owners_a", owners_a)
+    con.register("owners_b", owners_b)
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE region_pairs AS
             SELECT c.annotation_id, c.region_id, c.status, c.fields,
-                   coalesce(ob.task_id, oa.task_id) AS task_id,
-                   ra.label AS label_a, rb.label AS label_b,
+                   CASE WHEN c.status = 'removed' THEN coalesce(oa.task_id, ob.task_id)
+                        ELSE coalesce(ob.task_id, oa.task_id) END AS task_id,
+                   c.a_label AS label_a, c.b_label AS label_b,
                    CASE WHEN c.status = 'changed' AND list_has_any(c.fields, ['x', 'y', 'w', 'h', 'rotation'])
-                        THEN {_iou_sql(_geometry("ra"), _geometry("rb"))} END AS iou,
+                        THEN {_iou_sql(_geometry("c", "a_"), _geometry("c", "b_"))} END AS iou,
                    NULL::VARCHAR AS paired_annotation_id, NULL::VARCHAR AS paired_region_id,
-                   ra.x AS a_x, ra.y AS a_y, ra.w AS a_w, ra.h AS a_h, ra.type AS a_type, ra.rotation AS a_rotation,
-                   rb.x AS b_x, rb.y AS b_y, rb.w AS b_w, rb.h AS b_h, rb.type AS b_type, rb.rotation AS b_rotation
+                   c.a_x, c.a_y, c.a_w, c.a_h, c.a_type, c.a_rotation,
+                   c.b_x, c.b_y, c.b_w, c.b_h, c.b_type, c.b_rotation
             FROM changes c
-            LEFT JOIN ra USING (annotation_id, region_id)
-            LEFT JOIN rb USING (annotation_id, region_id)
             LEFT JOIN owners_a oa ON oa.annotation_id = c.annotation_id
             LEFT JOIN owners_b ob ON ob.annotation_id = c.annotation_id"""
     )
@@ -535,14 +632,14 @@ def _region_details(
            FROM region_pairs ORDER BY annotation_id, region_id"""
     ).to_arrow_table()
     con.execute("DROP TABLE IF EXISTS region_pairs")
-    for name in ("changes", "ra", "rb", "owners_a", "owners_b"):
+    for name in ("changes", "owners_a", "owners_b"):
         con.unregister(name)
     con.register("region_details", details)
     return details, paired
 
 
 def _labeled_changes(
-    con: duckdb.DuckDBPyConnection, annotations: tuple[pa.Table, pa.Table]
+    con: duckdb.DuckDBPyConnection, views: _Views, annotations: tuple[pa.Table, pa.Table]
 ) -> tuple[list[str], list[str]]:
     """Tasks labeled in ``b`` but not in ``a``, and the other way round.
 
@@ -558,7 +655,7 @@ def _labeled_changes(
         {
             task
             for (task,) in con.sql(
-                f"SELECT DISTINCT task_id FROM _raw_annotations_{side} SEMI JOIN touched USING (task_id) "
+                f"SELECT DISTINCT task_id FROM {views.view('annotations', side)} SEMI JOIN touched USING (task_id) "
                 "WHERE kind = 'annotation' AND NOT cancelled"
             ).fetchall()
         }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from unittest import mock
 
 import pyarrow.parquet as pq
 import pytest
@@ -99,6 +100,31 @@ def test_a_review_round_is_described_field_by_field(store):
     assert back["tasks_newly_labeled"] == 1 and back["labels_removed"] == ["bird"]
 
 
+def test_a_diff_across_several_commits_and_a_compaction_reads_only_the_changes(store):
+    ds = store.create_dataset("pets")
+    ds.commit(_round([_box("a1", "r1", "cat", 0.1), _box("a2", "r1", "dog", 0.3)]))
+    ds.commit(_round([_box("a1", "r1", "dog", 0.1), _box("a2", "r1", "dog", 0.3)]))
+    ds.commit(_round([_box("a1", "r1", "bird", 0.2), _box("a2", "r1", "dog", 0.3)]))
+    ds.commit_changes(upserts={"regions": _round([_box("a3", "r1", "cat", 0.5)]).regions})
+    compacted = ds.compact().number
+
+    # The rows come from the commits' changesets and the fragments they wrote: comparing
+    # the versions' files is never needed, even across the compaction.
+    with mock.patch("annostore.diff._compared_rows", side_effect=AssertionError("files compared")):
+        for newer in (3, compacted):
+            diff = ds.diff(1, newer)
+            rows = {(r["annotation_id"], r["region_id"]): r for r in diff.regions.to_pylist()}
+            # a1/r1 was changed twice: the newest row is the one compared
+            assert rows[("a1", "r1")]["label_b"] == "bird"
+            assert rows[("a1", "r1")]["fields"] == ["label", "x"]
+            assert diff.label_changes == [{"from": "cat", "to": "bird", "count": 1}]
+        assert rows[("a3", "r1")]["status"] == "added" and rows[("a3", "r1")]["task_id"] == "t3"
+        assert ("a2", "r1") not in rows
+        back = ds.diff(compacted, 1)
+        assert back.label_changes == [{"from": "bird", "to": "cat", "count": 1}]
+        assert back.regions_removed == 1
+
+
 def test_boxes_with_content_derived_ids_are_paired_by_iou(store):
     ds = store.create_dataset("yolo")
     ds.commit(_round([_box("a1", "h-aaaa", "cat", 0.10), _box("a2", "h-bbbb", "dog", 0.5)]))
@@ -146,14 +172,23 @@ def test_diff_counts_agree_with_a_brute_force_comparison(states, compact_after):
             ds.compact()
     for i, j in [(0, len(states) - 1), (len(states) - 1, 0), (0, 1)]:
         diff = ds.diff(numbers[i], numbers[j], iou_threshold=None)
+        # the same diff with its rows found by comparing the versions' files, not from the
+        # changesets of the commits between them
+        with mock.patch("annostore.diff.line_changes", return_value=None):
+            by_files = ds.diff(numbers[i], numbers[j], iou_threshold=None)
+            by_files_regions = by_files.regions
+        assert diff.regions.equals(by_files_regions)
+        assert diff.tasks_newly_labeled == by_files.tasks_newly_labeled
+        assert diff.tasks_newly_unlabeled == by_files.tasks_newly_unlabeled
         for table in ("tasks", "annotations", "regions", "labels"):
             expected = _brute_force(states[i], states[j], table)
             got = diff.tables[table]
             assert (got.added, got.removed, got.changed) == expected, table
             assert got.unchanged == getattr(states[j], table).num_rows - expected[0] - expected[2]
-            # the counts taken from the changesets agree with the row-by-row comparison
-            compared = diff._details.tables[table]
-            assert (compared.added, compared.removed, compared.changed) == expected, table
+            # the counts taken from the changesets agree with the row-by-row comparisons
+            for compared in (diff._details.tables[table], by_files._details.tables[table]):
+                assert (compared.added, compared.removed, compared.changed) == expected, table
+            assert compared.rows.equals(diff._details.tables[table].rows), table
 
 
 def test_cli_diff_json_and_parquet_output(tmp_path):
