@@ -300,13 +300,22 @@ def sql_command(
 
 @cli.command("stats")
 @click.argument("spec", metavar="DATASET[@REF]")
+@click.option(
+    "--recompute",
+    is_flag=True,
+    help="Compute again instead of reading the stats kept in the store.",
+)
 @output_options
 @click.pass_context
-def stats_command(ctx: click.Context, spec: str, output_format: str, as_json: bool) -> None:
+def stats_command(
+    ctx: click.Context, spec: str, recompute: bool, output_format: str, as_json: bool
+) -> None:
     """Statistics of a version: labeled / unlabeled tasks, regions per label and type,
-    annotators, model versions, splits, regions per task, box sizes, unused labels."""
+    annotators, model versions, splits, regions per task, box sizes, unused labels.
+    Computed once per version and kept in the store."""
     dataset, ref = _dataset_and_ref(ctx, spec)
-    click.echo(render_record(dataset.version(ref).stats(), chosen_format(output_format, as_json)))
+    stats = dataset.version(ref).stats(recompute=recompute)
+    click.echo(render_record(stats, chosen_format(output_format, as_json)))
 
 
 @cli.command("diff")

@@ -148,9 +148,9 @@ class Dataset:
         """Run one read-only SELECT over a version (see :meth:`Version.sql`)."""
         return self.version(version).sql(query, params)
 
-    def stats(self, version: int | str = "latest") -> dict[str, Any]:
+    def stats(self, version: int | str = "latest", *, recompute: bool = False) -> dict[str, Any]:
         """Statistics of a version (see :meth:`Version.stats`)."""
-        return self.version(version).stats()
+        return self.version(version).stats(recompute=recompute)
 
     def labeled_tasks(self, version: int | str = "latest") -> pa.Table:
         """Tasks of a version that a person has annotated (ZenML's get_labeled_data)."""

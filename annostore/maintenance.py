@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ._manifest import FileRef, Manifest, parse_version_name
+from ._stats_store import FOLDER as STATS_FOLDER
+from ._stats_store import computation_id, stored_problem
 from ._storage import TEMP_PREFIX, sha256_hex
 from .errors import AnnostoreError
 
@@ -92,6 +94,12 @@ def _version_files(dataset: Dataset) -> list[tuple[str, int | None]]:
     return [(name, parse_version_name(name)) for name in names]
 
 
+def _outdated_stats(relative: str) -> bool:
+    """Stats kept by a release that computed them differently: never read again."""
+    parts = relative.split("/")
+    return len(parts) == 3 and parts[0] == STATS_FOLDER and parts[1] != computation_id()
+
+
 def collect_garbage(store: Store, grace_seconds: float, dry_run: bool) -> GcReport:
     report = GcReport()
     now = time.time()
@@ -111,7 +119,7 @@ def collect_garbage(store: Store, grace_seconds: float, dry_run: bool) -> GcRepo
             relative = path[len(prefix) :]
             basename = relative.rsplit("/", 1)[-1]
             is_object = relative.startswith("objects/") and relative not in referenced
-            if not (is_object or basename.startswith(TEMP_PREFIX)):
+            if not (is_object or _outdated_stats(relative) or basename.startswith(TEMP_PREFIX)):
                 continue
             if modified is None or now - modified < grace_seconds:
                 report.kept_young += 1
@@ -131,6 +139,7 @@ def verify_store(store: Store) -> VerifyReport:
         report.datasets += 1
         checked: set[str] = set()
         numbers: set[int] = set()
+        by_id: dict[str, Manifest] = {}
         for file_name, number in _version_files(dataset):
             where = f"{dataset._folder}/versions/{file_name}"
             if number is None:
@@ -144,6 +153,7 @@ def verify_store(store: Store) -> VerifyReport:
                 continue
             report.versions += 1
             numbers.add(number)
+            by_id[manifest.id] = manifest
             if manifest.parent is not None and manifest.parent >= number:
                 report.problems.append(
                     Problem(name, where, f"parent {manifest.parent} is not older")
@@ -182,6 +192,14 @@ def verify_store(store: Store) -> VerifyReport:
                         f"names version {number}, which does not exist",
                     )
                 )
+        for path, _, _ in storage.list_files(
+            f"{dataset._folder}/{STATS_FOLDER}/{computation_id()}"
+        ):
+            if path.rsplit("/", 1)[-1].startswith(TEMP_PREFIX):
+                continue
+            problem = stored_problem(path, storage.read_bytes(path), by_id)
+            if problem is not None:
+                report.problems.append(Problem(name, path, problem))
         prefix = f"{dataset._folder}/"
         for path, _, _ in storage.list_files(f"{dataset._folder}/objects"):
             if path[len(prefix) :] not in checked and not path.rsplit("/", 1)[-1].startswith(

@@ -1,4 +1,5 @@
-"""Statistics of a version, computed by DuckDB over the version's files in place."""
+"""Statistics of a version, computed by DuckDB over the version's files in place (once:
+they are kept in the store, see ``_stats_store``)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 
 from ._manifest import Manifest
+from ._stats_store import read_stored
+from ._stats_store import store as keep
 from .query import open_version_connection
 
 if TYPE_CHECKING:
@@ -33,13 +36,22 @@ def _distribution(row: tuple) -> dict[str, float | None]:
     return {"min": low, "median": median, "max": high}
 
 
-def version_stats(dataset: Dataset, manifest: Manifest) -> dict[str, Any]:
-    """Counts and distributions a user asks of a labeling round (see ``docs/cli.md``)."""
+def version_stats(dataset: Dataset, manifest: Manifest, *, stored: bool = True) -> dict[str, Any]:
+    """Counts and distributions a user asks of a labeling round (see ``docs/cli.md``).
+
+    Computed once per version and kept in the store (see ``_stats_store``); with
+    ``stored=False`` they are computed again (and kept)."""
+    if stored:
+        found = read_stored(dataset._storage, dataset._folder, manifest)
+        if found is not None:
+            return found
     con = open_version_connection(dataset, manifest)
     try:
-        return _compute(con, manifest)
+        stats = _compute(con, manifest)
     finally:
         con.close()
+    keep(dataset._storage, dataset._folder, manifest, stats)
+    return stats
 
 
 def _compute(con: duckdb.DuckDBPyConnection, manifest: Manifest) -> dict[str, Any]:

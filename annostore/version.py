@@ -126,11 +126,14 @@ class Version:
 
         return run_query(self.dataset, self.manifest, query, params)
 
-    def stats(self) -> dict[str, Any]:
-        """Task, region, label, annotator and box-size statistics (JSON-ready)."""
+    def stats(self, *, recompute: bool = False) -> dict[str, Any]:
+        """Task, region, label, annotator and box-size statistics (JSON-ready).
+
+        A version never changes: its stats are computed on the first call and kept in the
+        store, and later calls read them (``recompute=True`` computes them again)."""
         from .stats import version_stats
 
-        return version_stats(self.dataset, self.manifest)
+        return version_stats(self.dataset, self.manifest, stored=not recompute)
 
     def labeled_tasks(self) -> pa.Table:
         """Tasks with at least one annotation by a person that was not cancelled."""

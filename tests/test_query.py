@@ -219,6 +219,73 @@ def test_stats_count_what_a_user_asks(store):
     assert sorted(ds.unlabeled_tasks().column("task_id").to_pylist()) == ["t4", "t5", "t6"]
 
 
+def test_stats_are_computed_once_per_version_and_kept(store_spec, monkeypatch):
+    url, options = store_spec
+    store = annostore.open(url, storage_options=options)
+    ds = store.create_dataset("pets")
+    ds.commit(_labeled_round())
+    first = ds.stats()
+    verified = store.verify()
+    assert verified.ok, verified.problems
+
+    # Another process reading the store: the kept stats answer, nothing is scanned.
+    def no_scan(*args, **kwargs):
+        raise AssertionError("the version was scanned")
+
+    monkeypatch.setattr("annostore.stats.open_version_connection", no_scan)
+    again = annostore.open(url, storage_options=options).dataset("pets").stats()
+    assert again == first and again["tasks_per_split"][None] == 3  # a None key survives
+    with pytest.raises(AssertionError, match="scanned"):
+        ds.stats(recompute=True)
+    monkeypatch.undo()
+
+    # A damaged file is reported by verify, and recomputed (with a warning) when read.
+    (path,) = [p for p, _, _ in store._storage.list_files("datasets/pets/stats")]
+    data = store._storage.read_bytes(path).replace(b'"cat"', b'"cow"')
+    store._storage.write_whole(path, data)
+    assert [p.problem for p in store.verify().problems] == [
+        "corrupted: stored stats do not match their sha256"
+    ]
+    with pytest.warns(UserWarning, match="do not match their sha256; recomputing"):
+        assert ds.stats() == first
+    assert store.verify().ok
+    # Each version has its own.
+    ds.commit_changes(
+        deletes={
+            "regions": ds.latest.tables.regions.slice(0, 1).select(["annotation_id", "region_id"])
+        }
+    )
+    assert ds.stats()["region_count"] == first["region_count"] - 1
+    assert ds.stats(1) == first
+
+
+def test_stats_of_a_store_that_cannot_be_written_still_answer(tmp_path, monkeypatch):
+    ds = annostore.open(str(tmp_path / "store")).create_dataset("pets")
+    ds.commit(_labeled_round())
+
+    def read_only(*args, **kwargs):
+        raise PermissionError("read-only file system")
+
+    monkeypatch.setattr(type(ds._storage), "write_whole", read_only)
+    with pytest.warns(UserWarning, match="could not keep the stats of version 1"):
+        assert ds.stats()["task_count"] == 6
+
+
+def test_gc_removes_stats_kept_by_another_computation(tmp_path):
+    store = annostore.open(str(tmp_path / "store"))
+    ds = store.create_dataset("pets")
+    ds.commit(_labeled_round())
+    ds.stats()
+    folder = tmp_path / "store" / "datasets" / "pets" / "stats"
+    (current,) = list(folder.iterdir())
+    outdated = folder / "0123456789abcdef"
+    outdated.mkdir()
+    (outdated / f"{ds.latest.id}.json").write_text("{}")
+    report = store.gc(grace_seconds=0)
+    assert [p.rsplit("/", 2)[-2] for p in report.removed] == ["0123456789abcdef"]
+    assert list(current.iterdir()) and store.verify().ok
+
+
 def test_stats_of_an_empty_version():
     ds = annostore.open("memory://stats-empty").create_dataset("e")
     ds.commit(annostore.Tables())
