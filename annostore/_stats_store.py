@@ -31,9 +31,17 @@ _FORMAT = "annostore.stats"
 
 @functools.cache
 def computation_id() -> str:
-    """A fingerprint of the modules that compute and store stats (changes when they do)."""
+    """A fingerprint of the modules that compute and store stats (changes when they do).
+
+    An installation without their source (only compiled files) falls back to the release
+    number (so stats are recomputed once per release)."""
     here = Path(__file__).parent
-    code = b"".join((here / name).read_bytes() for name in ("stats.py", "_stats_store.py"))
+    try:
+        code = b"".join((here / name).read_bytes() for name in ("stats.py", "_stats_store.py"))
+    except OSError:
+        from . import __version__
+
+        return f"release-{__version__}"
     return sha256_hex(code)[:16]
 
 

@@ -271,6 +271,25 @@ def test_stats_of_a_store_that_cannot_be_written_still_answer(tmp_path, monkeypa
         assert ds.stats()["task_count"] == 6
 
 
+def test_stats_are_kept_by_release_where_the_source_is_not_installed(tmp_path, monkeypatch):
+    from annostore import _stats_store
+
+    def no_source(self):
+        raise FileNotFoundError(self)
+
+    _stats_store.computation_id.cache_clear()
+    monkeypatch.setattr(_stats_store.Path, "read_bytes", no_source)
+    try:
+        ds = annostore.open(str(tmp_path / "store")).create_dataset("pets")
+        ds.commit(_labeled_round())
+        assert ds.stats()["task_count"] == 6
+        folder = tmp_path / "store" / "datasets" / "pets" / "stats"
+        assert [p.name for p in folder.iterdir()] == [f"release-{annostore.__version__}"]
+    finally:
+        monkeypatch.undo()
+        _stats_store.computation_id.cache_clear()
+
+
 def test_gc_removes_stats_kept_by_another_computation(tmp_path):
     store = annostore.open(str(tmp_path / "store"))
     ds = store.create_dataset("pets")
