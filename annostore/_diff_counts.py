@@ -52,44 +52,46 @@ def _chain(dataset: Dataset, older: Manifest, newer: Manifest) -> list[Manifest]
     return list(reversed(chain)) if current.number == older.number else None
 
 
-def key_counts(dataset: Dataset, a: Manifest, b: Manifest) -> Counts | None:
+def key_counts(
+    dataset: Dataset, a: Manifest, b: Manifest
+) -> tuple[Counts, dict[str, LineTable] | None] | None:
     """(added, removed, changed, unchanged) rows per table from ``a`` to ``b``, by key and row
-    hash, or None when the changesets cannot answer (then compare the versions' rows)."""
+    hash, or None when the changesets cannot answer (then compare the versions' rows).
+
+    With the counts come the tables' line changes (see :func:`line_changes`) when the
+    counts needed them, for the diff's details to reuse; None for adjacent versions, whose
+    manifest carries the counts."""
     if a.number == b.number:
-        return {t: (0, 0, 0, b.tables[t].rows) for t in TABLE_NAMES}
+        return {t: (0, 0, 0, b.tables[t].rows) for t in TABLE_NAMES}, None
     older, newer = (a, b) if a.number < b.number else (b, a)
     chain = _chain(dataset, older, newer)
     if chain is None:
         return None
-    forward = _forward_counts(dataset, older, chain)
-    if forward is None:
-        return None
+    lines = None
+    if len(chain) == 1:
+        # One commit: its changeset's counts are the diff.
+        refs = {t: chain[0].tables[t].changeset for t in TABLE_NAMES}
+        forward = {
+            t: (ref.inserted, ref.deleted, ref.updated) if ref is not None else (0, 0, 0)
+            for t, ref in refs.items()
+        }
+    else:
+        lines = _line_tables(dataset, older, chain)
+        if lines is None:
+            return None
+        forward = {t: line.counts() for t, line in lines.items()}
     if newer is b:
-        return forward
-    # Backwards: what was added going forward is removed going back.
-    return {
-        t: (removed, added, changed, b.tables[t].rows - removed - changed)
-        for t, (added, removed, changed, _) in forward.items()
-    }
-
-
-def _forward_counts(dataset: Dataset, older: Manifest, chain: list[Manifest]) -> Counts | None:
-    newer = chain[-1]
-    counts: Counts = {}
-    for table in TABLE_NAMES:
-        if len(chain) == 1:
-            # One commit: its changeset's counts are the diff.
-            ref = chain[0].tables[table].changeset
-            added, changed, removed = (
-                (ref.inserted, ref.updated, ref.deleted) if ref is not None else (0, 0, 0)
-            )
-        else:
-            line = _line_table(dataset, table, older, chain)
-            if line is None:
-                return None
-            added, removed, changed = line.counts()
-        counts[table] = (added, removed, changed, newer.tables[table].rows - added - changed)
-    return counts
+        counts = {
+            t: (added, removed, changed, b.tables[t].rows - added - changed)
+            for t, (added, removed, changed) in forward.items()
+        }
+    else:
+        # Backwards: what was added going forward is removed going back.
+        counts = {
+            t: (removed, added, changed, b.tables[t].rows - removed - changed)
+            for t, (added, removed, changed) in forward.items()
+        }
+    return counts, lines
 
 
 @dataclass(frozen=True)
@@ -114,23 +116,25 @@ class LineTable:
 _STATUSES = ("added", "removed", "changed")
 
 
-def line_changes(
-    dataset: Dataset, a: Manifest, b: Manifest
-) -> tuple[Manifest, Manifest, dict[str, LineTable]] | None:
-    """(older, newer, per table the keys that differ) between ``a`` and ``b`` from the
-    changesets of the commits between them, or None when those cannot answer (too far
-    apart, too much changed, or row hashes of another hash function)."""
+def line_changes(dataset: Dataset, a: Manifest, b: Manifest) -> dict[str, LineTable] | None:
+    """Per table, the keys that differ between ``a`` and ``b`` (from the older to the
+    newer), from the changesets of the commits between them; None when those cannot answer
+    (too far apart, too much changed, or row hashes of another hash function)."""
     older, newer = (a, b) if a.number <= b.number else (b, a)
     chain = _chain(dataset, older, newer) if older.number < newer.number else []
-    if chain is None:
-        return None
+    return None if chain is None else _line_tables(dataset, older, chain)
+
+
+def _line_tables(
+    dataset: Dataset, older: Manifest, chain: list[Manifest]
+) -> dict[str, LineTable] | None:
     tables = {}
     for table in TABLE_NAMES:
         line = _line_table(dataset, table, older, chain)
         if line is None:
             return None
         tables[table] = line
-    return older, newer, tables
+    return tables
 
 
 def _line_table(

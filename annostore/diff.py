@@ -128,7 +128,8 @@ class Diff:
         self.b = b.number
         self.iou_threshold = iou_threshold
         self._inputs = (dataset, a, b)
-        counts = key_counts(dataset, a, b)
+        found = key_counts(dataset, a, b)
+        counts, self._lines = found if found is not None else (None, None)
         self._tables = (
             {
                 table: TableDiff(*counts[table], details=functools.partial(self._table, table))
@@ -140,7 +141,7 @@ class Diff:
 
     @functools.cached_property
     def _details(self) -> _Details:
-        return _compute_details(*self._inputs, self.iou_threshold)
+        return _compute_details(*self._inputs, self.iou_threshold, self._lines)
 
     def _table(self, table: str) -> TableDiff:
         return self._details.tables[table]
@@ -473,19 +474,25 @@ def diff_versions(
 
 
 def _compute_details(
-    dataset: Dataset, a: Manifest, b: Manifest, iou_threshold: float | None
+    dataset: Dataset,
+    a: Manifest,
+    b: Manifest,
+    iou_threshold: float | None,
+    lines: dict[str, LineTable] | None = None,
 ) -> _Details:
+    """Everything beyond the counts; ``lines``: the tables' line changes if already known."""
     con = duckdb.connect(":memory:")
     try:
         con.execute("SET TimeZone = 'UTC'")
         con.execute("SET enable_progress_bar = false")
         views = _Views(con, dataset, a, b)
-        line = line_changes(dataset, a, b)
+        if lines is None:
+            lines = line_changes(dataset, a, b)
         tables, sides, compared = {}, {}, {}
         for table in TABLE_NAMES:
-            if line is not None:
+            if lines is not None:
                 rows_a, rows_b = _line_rows(
-                    views, dataset, table, a.number <= b.number, line[2][table]
+                    views, dataset, table, a.number <= b.number, lines[table]
                 )
             else:
                 rows_a, rows_b = _compared_rows(
@@ -559,22 +566,17 @@ def _region_details(
 
     ``changes`` are the regions' diff rows with both sides' label and geometry. A removed
     region belongs to its annotation's task in version a, the others to the one in b."""
+
+    def owners(side: str, ids: pa.Array) -> pa.Table:
+        wanted = pa.table({"annotation_id": pc.unique(ids)})
+        return views.rows("annotations", side, wanted, ["annotation_id", "task_id"])
+
     removed = pc.equal(changes.column("status"), "removed")
-    ids_b = pc.unique(changes.filter(pc.invert(removed)).column("annotation_id"))
-    owners_b = views.rows(
-        "annotations", "b", pa.table({"annotation_id": ids_b}), ["annotation_id", "task_id"]
-    )
-    ids_a = pc.unique(
-        pa.concat_arrays(
-            [
-                pc.unique(changes.filter(removed).column("annotation_id")),
-                pc.filter(ids_b, pc.invert(pc.is_in(ids_b, owners_b.column("annotation_id")))),
-            ]
-        )
-    )
-    owners_a = views.rows(
-        "annotations", "a", pa.table({"annotation_id": ids_a}), ["annotation_id", "task_id"]
-    )
+    ids_b = changes.filter(pc.invert(removed)).column("annotation_id").combine_chunks()
+    owners_b = owners("b", ids_b)
+    missing_in_b = pc.filter(ids_b, pc.invert(pc.is_in(ids_b, owners_b.column("annotation_id"))))
+    ids_removed = changes.filter(removed).column("annotation_id").combine_chunks()
+    owners_a = owners("a", pa.concat_arrays([ids_removed, missing_in_b]))
     con.register("changes", changes)
     con.register("owners_a", owners_a)
     con.register("owners_b", owners_b)
