@@ -10,6 +10,7 @@ import pyarrow as pa
 import pytest
 from coco_strategies import any_pixels, coco_documents, same_coco
 from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import annostore
 from annostore import converters
@@ -125,6 +126,49 @@ def test_output_loads_in_pycocotools(
     assert len(loaded.getAnnIds()) == len(document["annotations"])
     assert sorted(loaded.getCatIds()) == sorted(c["id"] for c in document["categories"])
     assert sorted(loaded.getImgIds()) == sorted(i["id"] for i in document["images"])
+
+
+def read_both_ways(source: Path) -> tuple[annostore.Tables, annostore.Tables, int]:
+    """A COCO file read with its lists cut out of the bytes (the fast route) and parsed
+    whole; and how many times the fast route was taken."""
+    from annostore.converters import coco
+
+    taken = []
+    real_split = coco.split_lists
+
+    def counting_split(data: bytes, keys: tuple) -> object:
+        found = real_split(data, keys)
+        taken.append(found is not None)
+        return found
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(coco, "split_lists", counting_split)
+        fast, _ = annostore.read(source, "coco")
+        patch.setattr(coco, "split_lists", lambda data, keys: None)
+        whole, _ = annostore.read(source, "coco")
+    return fast, whole, sum(taken)
+
+
+@pytest.mark.parametrize("name", COCO_FILES)
+def test_corpus_files_read_the_same_with_lists_cut_from_the_bytes(corpus: Path, name: str) -> None:
+    fast, whole, taken = read_both_ways(corpus / "datumaro" / "coco_dataset" / name)
+    assert taken == 1
+    assert fast.equals(whole)
+    assert fast.metadata == whole.metadata
+
+
+@settings(max_examples=40, deadline=None)
+@given(coco_documents(pixels=any_pixels), st.sampled_from([None, 1, 2]))
+def test_generated_files_read_the_same_with_lists_cut_from_the_bytes(
+    tmp_path_factory: pytest.TempPathFactory, document: dict, indent: int | None
+) -> None:
+    folder = tmp_path_factory.mktemp("coco")
+    source = folder / "in.json"
+    source.write_text(json.dumps(document, indent=indent, ensure_ascii=False))
+    fast, whole, taken = read_both_ways(source)
+    assert taken == 1
+    assert fast.equals(whole)
+    assert fast.metadata == whole.metadata
 
 
 def detection_tables(annotations_per_task: int = 1) -> annostore.Tables:
@@ -347,6 +391,11 @@ def test_missing_sizes_come_from_image_headers_or_fail_clearly(
 
 BAD_DOCUMENTS = [
     (b'{"images": [', r"in.json:byte \d+: malformed JSON"),
+    # inside a list the fast route cuts out of the bytes: the byte is still the file's
+    (
+        b'{"images": [], "annotations": [{"id": 1,, "x": 2}], "categories": []}',
+        r"in.json:byte 40: malformed JSON",
+    ),
     (
         b'{"images": [{"id": 1, "width": 0, "height": 5}]}',
         r"in.json:images\[0\]: \"width\" must be a positive integer, got 0",
