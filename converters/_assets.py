@@ -167,6 +167,8 @@ def image_sizes_from_headers(
     if missing.num_rows == 0:
         return {}
     fs, root = _io.filesystem(image_root)
+    # fsspec's local open costs about 8 µs a file more than the builtin one
+    opener = open if _io.is_local(fs) else fs.open
     sizes: dict[str, tuple[int, int]] = {}
     unreadable = 0
     for task_id, uri in zip(
@@ -181,7 +183,7 @@ def image_sizes_from_headers(
             unreadable += 1
             continue
         try:
-            found = file_image_size(f"{root.rstrip('/')}/{relative}", fs.open)
+            found = file_image_size(f"{root.rstrip('/')}/{relative}", opener)
         except OSError:
             found = None
         if found:

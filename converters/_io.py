@@ -27,6 +27,7 @@ __all__ = [
     "atomic_file",
     "atomic_folder",
     "check_target",
+    "files_under",
     "filesystem",
     "is_folder",
     "read_bytes",
@@ -52,6 +53,28 @@ def is_folder(url: str) -> bool:
 def exists(url: str) -> bool:
     fs, path = filesystem(url)
     return fs.exists(path)
+
+
+def files_under(fs: fsspec.AbstractFileSystem, root: str) -> list[str]:
+    """Every file below folder ``root``, as sorted POSIX paths relative to it.
+
+    On local disk this walks with ``os.scandir`` (symbolic links followed, as fsspec does):
+    fsspec's ``find`` stats every entry through Python and took 10 s of a 30 s
+    YOLO → COCO conversion of 286k files; the walk takes well under one."""
+    if not is_local(fs):
+        return sorted(posixpath.relpath(p, root) for p in fs.find(root, withdirs=False))
+    found = []
+    pending = [""]
+    while pending:
+        folder = pending.pop()
+        with os.scandir(os.path.join(root, folder) if folder else root) as entries:
+            for entry in entries:
+                name = f"{folder}/{entry.name}" if folder else entry.name
+                if entry.is_dir():
+                    pending.append(name)
+                elif entry.is_file():
+                    found.append(name)
+    return sorted(found)
 
 
 def read_bytes(url: str) -> bytes:

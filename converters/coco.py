@@ -195,8 +195,7 @@ def annotation_files(root: str) -> list[tuple[str, str | None]]:
     the folder's own ``*.json``."""
     fs, base = _io.filesystem(root)
     base = base.rstrip("/")
-    found = sorted(p for p in fs.find(base) if p.endswith(".json"))
-    relative = [p[len(base) + 1 :] for p in found]
+    relative = [p for p in _io.files_under(fs, base) if p.endswith(".json")]
     chosen = [p for p in relative if p.startswith("annotations/") and p.count("/") == 1]
     if not chosen:
         chosen = [

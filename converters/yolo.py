@@ -133,7 +133,7 @@ class YoloConverter(Converter):
             root, config_file = path.rstrip("/"), None
         else:
             raise AnnostoreError(f"{source}: no such file or folder")
-        files = sorted(posixpath.relpath(p, root) for p in fs.find(root, withdirs=False))
+        files = _io.files_under(fs, root)
         layout = _find_layout(fs, root, files, config_file, str(source), collector, variant)
         chosen = (
             variant

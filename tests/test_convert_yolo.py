@@ -490,3 +490,30 @@ def test_yolo_to_yolo_reads_no_image_headers(corpus: Path, tmp_path: Path, monke
         corpus / "label-studio-converter/test_import_yolo_data", tmp_path / "c.json", to="coco"
     )
     assert len(opened) == 7  # COCO needs every image's size
+
+
+def test_folders_are_listed_like_fsspec_and_linked_folders_are_followed(
+    corpus: Path, tmp_path: Path
+) -> None:
+    """The local walk that replaced fsspec's ``find`` (10 s of a 286k-file conversion)
+    sees the same files in nested folders, hidden ones included; a symbolic link to a
+    folder is followed (fsspec's ``find`` lists the link itself as a file, so its labels
+    were not found), and reading through it gives the tables of the real folder."""
+    from annostore.converters import _io
+
+    source = corpus / "label-studio-converter/test_import_yolo_data"
+    shutil.copytree(source, tmp_path / "real")
+    (tmp_path / "real" / "labels" / ".hidden.txt").write_text("")
+    fs, root = _io.filesystem(str(tmp_path / "real"))
+    expected = sorted(str(Path(p).relative_to(root)) for p in fs.find(root, withdirs=False))
+    assert "labels/.hidden.txt" in expected and "images/img_1.jpg" in expected
+    assert _io.files_under(fs, root) == expected
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "labels").symlink_to(tmp_path / "real" / "labels")
+    shutil.copytree(source / "images", tmp_path / "data" / "images")
+    shutil.copy(source / "classes.txt", tmp_path / "data" / "classes.txt")
+    linked, _ = annostore.read(tmp_path / "data", "yolo")
+    direct, _ = annostore.read(source, "yolo")
+    assert linked.regions.num_rows == direct.regions.num_rows > 0
+    assert linked.regions.equals(direct.regions)
