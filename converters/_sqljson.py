@@ -234,9 +234,9 @@ def merged_json_sql(base: str, pairs: Sequence[tuple[str, str]], drop: Sequence[
     return f"json_merge_patch({cleaned}, {json_object_sql(pairs)})::VARCHAR"
 
 
-def join_json_texts(column: pa.ChunkedArray) -> bytes:
-    """JSON texts joined by ``,\\n`` (the items of a JSON list), without a Python string
-    per item.
+def join_json_texts(column: pa.ChunkedArray, prefix: bytes = b"", suffix: bytes = b"") -> bytes:
+    """JSON texts joined by ``,\\n`` (the items of a JSON list), between ``prefix`` and
+    ``suffix``, without a Python string per item.
 
     Each chunk gets the separator appended by one Arrow kernel, and the chunks' data
     buffers are joined as they are: one copy of the text. Combining the chunks and joining
@@ -255,10 +255,10 @@ def join_json_texts(column: pa.ChunkedArray) -> bytes:
         offsets = memoryview(suffixed.buffers()[1]).cast("q" if large else "i")
         start, end = offsets[suffixed.offset], offsets[suffixed.offset + len(suffixed)]
         pieces.append(memoryview(suffixed.buffers()[2])[start:end])
-    if not pieces:
-        return b""
-    pieces[-1] = pieces[-1][:-2]  # no separator after the last item
-    return b"".join(pieces)
+    if pieces:
+        pieces[-1] = pieces[-1][:-2]  # no separator after the last item
+    # one copy of the text: the caller's ``b"[" + body`` would make another
+    return b"".join([memoryview(prefix), *pieces, memoryview(suffix)])
 
 
 def rows_table(

@@ -1262,9 +1262,8 @@ def _render(
     outputs: dict[str, bytes] = {}
     for group in groups:
         rows = body.filter(pa.compute.equal(body.column("grp"), group)) if policy == "all" else body
-        annotations_text = join_json_texts(rows.column("text"))
         if results:
-            outputs[group] = b"[" + annotations_text + b"]\n"
+            outputs[group] = join_json_texts(rows.column("text"), b"[", b"]\n")
             continue
         head = b"".join(
             json.dumps(key).encode()
@@ -1273,17 +1272,10 @@ def _render(
             + b",\n"
             for key, value in metadata.items()
         )
-        outputs[group] = (
-            b"{"
-            + head
-            + b'"images": ['
-            + join_json_texts(images_json)
-            + b"],\n"
-            + b'"annotations": ['
-            + annotations_text
-            + b"],\n"
-            + b'"categories": ['
-            + join_json_texts(categories)
-            + b"]}\n"
+        # the annotations' text, by far the largest part, is copied once
+        outputs[group] = join_json_texts(
+            rows.column("text"),
+            b"{" + head + b'"images": [' + join_json_texts(images_json) + b'],\n"annotations": [',
+            b'],\n"categories": [' + join_json_texts(categories) + b"]}\n",
         )
     return outputs

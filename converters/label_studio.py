@@ -1410,8 +1410,7 @@ def _render(con: duckdb.DuckDBPyConnection, tables: Tables, report: Report) -> b
         "results": con.sql("SELECT count(*) FROM ls_results").fetchall()[0][0],
     }
     con.execute("DROP TABLE IF EXISTS ls_result_json")
-    body = join_json_texts(task_rows.column("text"))
-    return b"[" + body + b"]\n"
+    return join_json_texts(task_rows.column("text"), b"[", b"]\n")
 
 
 def _brushes(con: duckdb.DuckDBPyConnection) -> None:

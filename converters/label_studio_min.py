@@ -272,9 +272,8 @@ def _to_full(
         ).to_arrow_table()
     finally:
         con.unregister("min_rows")
-    body = join_json_texts(tasks.column("text"))
     # keys the records had as null are left out of the full export (absent, not null)
-    return b"[" + body + b"]"
+    return join_json_texts(tasks.column("text"), b"[", b"]")
 
 
 def from_full_export(export: bytes, tables: Tables, report: Report) -> bytes:
@@ -344,7 +343,7 @@ def from_full_export(export: bytes, tables: Tables, report: Report) -> bytes:
         finally:
             con.execute("DROP TABLE IF EXISTS min_full")
     report.counts = {"records": records.num_rows}
-    return b"[" + join_json_texts(records.column("text")) + b"]\n"
+    return join_json_texts(records.column("text"), b"[", b"]\n")
 
 
 def _losses(tables: Tables) -> dict[str, int]:
