@@ -79,12 +79,26 @@ def load_document(con: duckdb.DuckDBPyConnection, name: str, data: bytes, path: 
     return kind
 
 
+def _starts_a_list(data: bytes | memoryview) -> bool:
+    """Whether the first byte after a byte-order mark and whitespace is ``[``."""
+    view = memoryview(data)
+    position = 3 if view[:3] == b"\xef\xbb\xbf" else 0
+    while position < len(view) and view[position] in b" \t\r\n":
+        position += 1
+    return view[position : position + 1] == b"["
+
+
 def load_array(
-    con: duckdb.DuckDBPyConnection, name: str, data: bytes, path: str, *, objects: bool = False
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    data: bytes | memoryview,
+    path: str,
+    *,
+    objects: bool = False,
 ) -> str | None:
-    """Parse ``data``, a JSON document that is a list, into temp table ``name(idx, j)``: one
-    row per item, ``idx`` its position. Returns None, creating nothing, when the document
-    is not a list.
+    """Parse ``data`` (bytes or a view of them), a JSON document that is a list, into temp
+    table ``name(idx, j)``: one row per item, ``idx`` its position. Returns None, creating
+    nothing, when the document is not a list.
 
     With ``objects``, the items are first read as ``MAP(VARCHAR, JSON)`` (their members,
     in order, a JSON null as SQL NULL), which saves parsing each item again to take its
@@ -97,7 +111,7 @@ def load_array(
     unnesting it 2 s more. Malformed JSON raises a :class:`~annostore.ParseError` naming the
     byte offset in the document.
     """
-    if data.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] != b"[":
+    if not _starts_a_list(data):
         return None
     with tempfile.TemporaryDirectory(prefix="annostore-json-") as folder:
         staged = os.path.join(folder, "document.json")
@@ -125,7 +139,7 @@ def load_array(
         except duckdb.Error as exc:
             # DuckDB's reader counts bytes within an item; the document parser names the
             # offset in the file
-            load_document(con, name, data, path)
+            load_document(con, name, bytes(data), path)
             con.execute(f"DROP TABLE IF EXISTS {name}")
             reason = str(exc).split("\n")[0].split("Error: ", 1)[-1][:200]
             raise ParseError(path, None, f"could not read the list ({reason})") from None

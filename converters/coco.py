@@ -379,7 +379,8 @@ def _load_members(
         rows = f"{table}_{key}"
         if key in spans:
             start, end = spans[key]
-            load_array(con, rows, data[start:end], f"{path} ({key})")
+            # a view: copying the 200 MB of a big list would only raise the peak
+            load_array(con, rows, memoryview(data)[start:end], f"{path} ({key})")
             continue
         member = f"doc[{sql_string(key)}]"
         text, found = con.sql(
