@@ -1014,8 +1014,9 @@ def _render(
         f"""
         CREATE OR REPLACE TEMP TABLE coco_out_reg AS
         WITH r AS (
-            SELECT r.*, s.grp, i.image_id, i.iw, i.ih, c.number AS category_id,
-                   row_number() OVER () AS ordinal
+            -- (no row numbers: numbering the rows made DuckDB gather them in one thread,
+            -- 0.8 s of 1.7 s at a million regions; masks are joined back by key)
+            SELECT r.*, s.grp, i.image_id, i.iw, i.ih, c.number AS category_id
             FROM regions r JOIN selected s USING (annotation_id)
             JOIN coco_out_img i ON i.task_id = s.task_id
             LEFT JOIN classes c ON c.label = r.label
@@ -1119,17 +1120,17 @@ def _render(
     # Masks need Python only for their area or a list-form counts (crowd regions are few).
     masks = con.sql(
         """
-        SELECT ordinal, mask.counts, (extra->>'$.counts_format') = 'list' AS as_list,
-               geometry_changed AS needs_area
+        SELECT annotation_id, region_id, grp, mask.counts,
+               (extra->>'$.counts_format') = 'list' AS as_list, geometry_changed AS needs_area
         FROM coco_out_reg WHERE mask IS NOT NULL
         """
     ).fetchall()
     mask_rows = []
-    for ordinal, counts, as_list, needs_area in masks:
+    for annotation_id, region_id, group, counts, as_list, needs_area in masks:
         values = coco_counts_from_string(counts) if (as_list or needs_area) else None
         mask_rows.append(
             (
-                ordinal,
+                (annotation_id, region_id, group),
                 json.dumps(values) if as_list else None,
                 float(sum(values[1::2])) if needs_area and values is not None else None,
             )
@@ -1138,7 +1139,9 @@ def _render(
         con,
         "coco_masks",
         {
-            "ordinal": ([m[0] for m in mask_rows], pa.int64()),
+            "annotation_id": ([m[0][0] for m in mask_rows], pa.string()),
+            "region_id": ([m[0][1] for m in mask_rows], pa.string()),
+            "grp": ([m[0][2] for m in mask_rows], pa.string()),
             "counts_list": ([m[1] for m in mask_rows], pa.string()),
             "mask_area": ([m[2] for m in mask_rows], pa.float64()),
         },
@@ -1206,7 +1209,7 @@ def _render(
     body = con.sql(
         f"""
         SELECT grp, image_id, {region_json} AS text
-        FROM coco_out_reg LEFT JOIN coco_masks m USING (ordinal)
+        FROM coco_out_reg LEFT JOIN coco_masks m USING (annotation_id, region_id, grp)
         WHERE NOT (type = 'text' AND (value IS NULL OR {"TRUE" if results else "FALSE"}))
         ORDER BY grp, image_id, {region_id}
         """
