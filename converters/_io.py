@@ -65,16 +65,27 @@ def files_under(fs: fsspec.AbstractFileSystem, root: str) -> list[str]:
         return sorted(posixpath.relpath(p, root) for p in fs.find(root, withdirs=False))
     found = []
     pending = [""]
+    seen = {_identity(root)}  # folders reached through links: a link to a parent ends there
     while pending:
         folder = pending.pop()
         with os.scandir(os.path.join(root, folder) if folder else root) as entries:
             for entry in entries:
                 name = f"{folder}/{entry.name}" if folder else entry.name
                 if entry.is_dir():
+                    if entry.is_symlink():
+                        identity = _identity(entry.path)
+                        if identity in seen:
+                            continue
+                        seen.add(identity)
                     pending.append(name)
                 elif entry.is_file():
                     found.append(name)
     return sorted(found)
+
+
+def _identity(path: str) -> tuple[int, int]:
+    status = os.stat(path)
+    return status.st_dev, status.st_ino
 
 
 def read_bytes(url: str) -> bytes:

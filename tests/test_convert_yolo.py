@@ -498,7 +498,8 @@ def test_folders_are_listed_like_fsspec_and_linked_folders_are_followed(
     """The local walk that replaced fsspec's ``find`` (10 s of a 286k-file conversion)
     sees the same files in nested folders, hidden ones included; a symbolic link to a
     folder is followed (fsspec's ``find`` lists the link itself as a file, so its labels
-    were not found), and reading through it gives the tables of the real folder."""
+    were not found), a link back to a parent is not walked forever, and reading through
+    the link gives the tables of the real folder."""
     from annostore.converters import _io
 
     source = corpus / "label-studio-converter/test_import_yolo_data"
@@ -513,6 +514,7 @@ def test_folders_are_listed_like_fsspec_and_linked_folders_are_followed(
     (tmp_path / "data" / "labels").symlink_to(tmp_path / "real" / "labels")
     shutil.copytree(source / "images", tmp_path / "data" / "images")
     shutil.copy(source / "classes.txt", tmp_path / "data" / "classes.txt")
+    (tmp_path / "data" / "images" / "loop").symlink_to(tmp_path / "data")  # walked once
     linked, _ = annostore.read(tmp_path / "data", "yolo")
     direct, _ = annostore.read(source, "yolo")
     assert linked.regions.num_rows == direct.regions.num_rows > 0
