@@ -18,7 +18,7 @@ from collections.abc import Collection
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["split_lists", "top_level_spans"]
+__all__ = ["content_start", "split_lists", "top_level_spans"]
 
 _QUOTE, _BACKSLASH = 0x22, 0x5C
 _WHITESPACE = b" \t\r\n"
@@ -32,7 +32,7 @@ def top_level_spans(data: bytes) -> list[tuple[int, int]] | None:
     """The byte spans ``[start, end)`` of the members of the top-level object in ``data``
     whose values are lists or objects, in document order. None when ``data`` is not an
     object whose brackets balance outside strings (the caller parses it whole instead)."""
-    offset = _forward(data, 3 if data.startswith(b"\xef\xbb\xbf") else 0)
+    offset = content_start(data)
     last = _back(data, len(data) - 1)
     if data[offset : offset + 1] != b"{" or last < 0 or data[last] != ord("}"):
         return None
@@ -87,7 +87,12 @@ def _escaped(data: bytes, start: int, stop: int) -> pa.Array:
     return pc.not_equal(flags, 0)
 
 
-def _forward(data: bytes, position: int) -> int:
+def content_start(data: bytes | memoryview) -> int:
+    """Where a JSON document's value starts: after a UTF-8 byte-order mark and whitespace."""
+    return _forward(data, 3 if data[:3] == b"\xef\xbb\xbf" else 0)
+
+
+def _forward(data: bytes | memoryview, position: int) -> int:
     """The first position at or after ``position`` that is not whitespace."""
     while position < len(data) and data[position] in _WHITESPACE:
         position += 1

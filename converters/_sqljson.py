@@ -23,6 +23,7 @@ from annostore._sql import literal as sql_string
 from annostore.errors import ParseError
 
 from ._base import SkipCollector
+from ._jsonscan import content_start
 
 __all__ = [
     "Items",
@@ -79,15 +80,6 @@ def load_document(con: duckdb.DuckDBPyConnection, name: str, data: bytes, path: 
     return kind
 
 
-def _starts_a_list(data: bytes | memoryview) -> bool:
-    """Whether the first byte after a byte-order mark and whitespace is ``[``."""
-    view = memoryview(data)
-    position = 3 if view[:3] == b"\xef\xbb\xbf" else 0
-    while position < len(view) and view[position] in b" \t\r\n":
-        position += 1
-    return view[position : position + 1] == b"["
-
-
 def load_array(
     con: duckdb.DuckDBPyConnection,
     name: str,
@@ -111,7 +103,8 @@ def load_array(
     unnesting it 2 s more. Malformed JSON raises a :class:`~annostore.ParseError` naming the
     byte offset in the document.
     """
-    if not _starts_a_list(data):
+    start = content_start(data)
+    if data[start : start + 1] != b"[":
         return None
     with tempfile.TemporaryDirectory(prefix="annostore-json-") as folder:
         staged = os.path.join(folder, "document.json")
@@ -162,7 +155,10 @@ class Items:
         """The item's JSON type ('OBJECT', 'ARRAY', …; NULL for a JSON null)."""
         if self.maps:
             return f"CASE WHEN {self.column} IS NOT NULL THEN 'OBJECT' END"
-        return f"json_type({self.column})"
+        # the item's text is DuckDB's own (no leading space): a brace says OBJECT without
+        # parsing it again, which json_type does (0.15 s a million items)
+        c = self.column
+        return f"CASE WHEN starts_with({c}::VARCHAR, '{{') THEN 'OBJECT' ELSE json_type({c}) END"
 
     def members(self, keys: Sequence[str]) -> str:
         """A list of the members ``keys`` as ``json_extract(item, ['$.key', …])`` gives

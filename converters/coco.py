@@ -581,13 +581,11 @@ def _read_annotations(
     without = [k for k in _REGION_DROPPED_KEYS if k != "category_id"]
     # Each JSON function parses the item again (0.15-0.8 s a million times), so the
     # members come from one extraction, segments_info's presence with them (a member
-    # that is present reads as JSON, SQL NULL only when absent), and the item's text
-    # (DuckDB's own, written without leading space) says at once that it is an object.
-    kind = f"CASE WHEN starts_with(j::VARCHAR, '{{') THEN 'OBJECT' ELSE {annotation.kind()} END"
+    # that is present reads as JSON, SQL NULL only when absent).
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE coco_ann AS
-        SELECT idx, {kind} AS jt, {fields}, json_type(v[5]) AS seg_t,
+        SELECT idx, {annotation.kind()} AS jt, {fields}, json_type(v[5]) AS seg_t,
                v[{len(_ANNOTATION_COLUMNS) + 1}] IS NOT NULL AS panoptic,
                {annotation.without(_REGION_DROPPED_KEYS)} AS rest,
                -- only captions keep their category in extra (one JSON rewrite a row fewer)
@@ -1130,7 +1128,9 @@ def _render(
         values = coco_counts_from_string(counts) if (as_list or needs_area) else None
         mask_rows.append(
             (
-                (annotation_id, region_id, group),
+                annotation_id,
+                region_id,
+                group,
                 json.dumps(values) if as_list else None,
                 float(sum(values[1::2])) if needs_area and values is not None else None,
             )
@@ -1139,11 +1139,11 @@ def _render(
         con,
         "coco_masks",
         {
-            "annotation_id": ([m[0][0] for m in mask_rows], pa.string()),
-            "region_id": ([m[0][1] for m in mask_rows], pa.string()),
-            "grp": ([m[0][2] for m in mask_rows], pa.string()),
-            "counts_list": ([m[1] for m in mask_rows], pa.string()),
-            "mask_area": ([m[2] for m in mask_rows], pa.float64()),
+            "annotation_id": ([m[0] for m in mask_rows], pa.string()),
+            "region_id": ([m[1] for m in mask_rows], pa.string()),
+            "grp": ([m[2] for m in mask_rows], pa.string()),
+            "counts_list": ([m[3] for m in mask_rows], pa.string()),
+            "mask_area": ([m[4] for m in mask_rows], pa.float64()),
         },
     )
 
