@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 
 from annostore.schemas import KEYS, TABLE_NAMES
 
+from ._arrow import take_rows
 from ._fragments import (
     FRAGMENT_ROWS,
     SMALL_FRAGMENT_ROWS,
@@ -289,7 +290,7 @@ def _take_rows(table: str, incoming: pa.Table, written: pa.Table) -> Iterator[pa
         if len(positions) == 1 or pc.all(pc.equal(pc.pairwise_diff(positions), 1)).as_py():
             rows = incoming.slice(first, len(positions))  # already in key order: no copy
         else:
-            rows = incoming.take(positions)
+            rows = take_rows(incoming, positions)
         rows = rows.append_column(ROW_HASH, hashes.slice(start, FRAGMENT_ROWS))
         yield rows.cast(schema)
 

@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 
 from annostore.schemas import KEYS, arrow_schema
 
+from ._arrow import take_rows
 from ._manifest import FileRef, Fragment, TableState, Tombstone
 from ._rowhash import ROW_HASH, row_hash_check, row_hash_expression
 from ._sql import column_list, quote
@@ -172,6 +173,43 @@ def read_file(
     return result
 
 
+def read_files(
+    storage: Storage, folder: str, refs: Sequence[FileRef], columns: Sequence[str] | None = None
+) -> list[pa.Table]:
+    """:func:`read_file` of each ref, in order, a few at a time.
+
+    Reading, sha256 and Parquet decoding release the GIL; on 2 cores two files at once
+    took reading the keys and hashes of 1M regions (16 files) from 0.10–0.18 s to
+    0.07–0.09 s.
+    """
+    if len(refs) <= 1:
+        return [read_file(storage, folder, ref, columns) for ref in refs]
+    # A pool per call: a module-wide one would be dead in a forked child.
+    with ThreadPoolExecutor(max_workers=min(_WRITERS, len(refs))) as pool:
+        return list(pool.map(lambda ref: read_file(storage, folder, ref, columns), refs))
+
+
+def _read_fragments(
+    con: duckdb.DuckDBPyConnection,
+    storage: Storage,
+    folder: str,
+    table: str,
+    fragments: Sequence[Fragment],
+    columns: Sequence[str],
+) -> list[pa.Table]:
+    """The fragments' ``columns``, in order; stale row hashes recomputed (on ``con``)."""
+    current = [f for f in fragments if not (ROW_HASH in columns and f.row_hash != row_hash_check())]
+    read = dict(
+        zip((f.sha256 for f in current), read_files(storage, folder, current, columns), strict=True)
+    )
+    return [
+        read[f.sha256]
+        if f.sha256 in read
+        else _read_fragment(con, storage, folder, table, f, columns)
+        for f in fragments
+    ]
+
+
 def _read_fragment(
     con: duckdb.DuckDBPyConnection,
     storage: Storage,
@@ -250,12 +288,11 @@ def tombstoned_keys(
     storage: Storage, folder: str, table: str, tombstones: Sequence[FileRef]
 ) -> pa.Table:
     """The keys of ``tombstones``, each with the ``_seq`` of the tombstone that names it."""
+    keys = read_files(storage, folder, tombstones, list(KEYS[table]))
     return pa.concat_tables(
         [
-            read_file(storage, folder, t, list(KEYS[table])).append_column(
-                SEQ, pa.repeat(pa.scalar(t.seq, pa.int64()), t.rows)
-            )
-            for t in tombstones
+            part.append_column(SEQ, pa.repeat(pa.scalar(t.seq, pa.int64()), t.rows))
+            for t, part in zip(tombstones, keys, strict=True)
         ]
     )
 
@@ -284,7 +321,7 @@ def live_rows(
         return _empty(table, wanted)
     tombstones = tombstones_that_apply(state, fragments)
     read_columns = wanted + [k for k in keys if k not in wanted]
-    parts = [_read_fragment(con, storage, folder, table, f, read_columns) for f in fragments]
+    parts = _read_fragments(con, storage, folder, table, fragments, read_columns)
     rows = pa.concat_tables(parts)
     if not tombstones and restrict is None:
         return rows.select(wanted)
@@ -321,7 +358,7 @@ def live_rows(
         _unregister(con, name)
     if len(kept) == total:
         return rows.select(wanted)
-    return rows.select(wanted).take(kept)
+    return take_rows(rows.select(wanted), kept)
 
 
 def register_live_rows(
@@ -340,10 +377,12 @@ def register_live_rows(
     wanted = list(columns)
     read_columns = wanted + [k for k in keys if k not in wanted]
     parts = [
-        _read_fragment(con, storage, folder, table, f, read_columns).append_column(
-            SEQ, pa.repeat(pa.scalar(f.seq, pa.int64()), f.rows)
+        part.append_column(SEQ, pa.repeat(pa.scalar(f.seq, pa.int64()), f.rows))
+        for f, part in zip(
+            state.fragments,
+            _read_fragments(con, storage, folder, table, state.fragments, read_columns),
+            strict=True,
         )
-        for f in state.fragments
     ]
     if not parts:
         con.register(name, _empty(table, wanted))

@@ -1,0 +1,41 @@
+"""Arrow helpers that the bulk paths share."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+
+def take_rows(table: pa.Table, indices: pa.Array | pa.ChunkedArray) -> pa.Table:
+    """``table.take(indices)``, gathering from each chunk in place.
+
+    pyarrow's ``Table.take`` first concatenates every chunk of a string or list column
+    into fresh memory (measured: 60–90 ms for 20k rows out of 1M regions in 8 chunks,
+    most of it page faults on this VM), although only the rows taken are needed.
+    """
+    batches = table.to_batches()
+    if len(batches) <= 1:
+        return table.take(indices)
+    if isinstance(indices, pa.ChunkedArray):
+        indices = indices.combine_chunks()
+    indices = pc.cast(indices, pa.int64())
+    if len(indices) == 0:
+        return table.schema.empty_table()
+    low, high = pc.min_max(indices).values()
+    if low.as_py() < 0 or high.as_py() >= table.num_rows:
+        raise IndexError(f"row index out of bounds for a table of {table.num_rows} rows")
+    parts, placed = [], []
+    start = 0
+    for batch in batches:
+        end = start + batch.num_rows
+        inside = pc.and_(pc.greater_equal(indices, start), pc.less(indices, end))
+        if pc.any(inside).as_py():
+            parts.append(batch.take(pc.subtract(pc.filter(indices, inside), start)))
+            placed.append(pc.indices_nonzero(inside))
+        start = end
+    gathered = pa.Table.from_batches(parts, schema=table.schema)
+    where = pc.cast(pa.concat_arrays(placed), pa.int64())  # indices_nonzero gives uint64
+    if len(parts) == 1 or pc.min(pc.pairwise_diff(where)).as_py() > 0:
+        return gathered  # the rows came out in the order asked for
+    # Back into that order: a gather over the small result only.
+    return gathered.combine_chunks().take(pc.sort_indices(where))
