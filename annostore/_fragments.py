@@ -198,7 +198,9 @@ def _read_fragments(
     columns: Sequence[str],
 ) -> list[pa.Table]:
     """The fragments' ``columns``, in order; stale row hashes recomputed (on ``con``)."""
-    current = [f for f in fragments if not (ROW_HASH in columns and f.row_hash != row_hash_check())]
+    current = [
+        f for f in fragments if not (ROW_HASH in columns and f.row_hash != row_hash_check(con))
+    ]
     read = dict(
         zip((f.sha256 for f in current), read_files(storage, folder, current, columns), strict=True)
     )
@@ -218,7 +220,7 @@ def _read_fragment(
     fragment: Fragment,
     columns: Sequence[str],
 ) -> pa.Table:
-    if ROW_HASH in columns and fragment.row_hash != row_hash_check():
+    if ROW_HASH in columns and fragment.row_hash != row_hash_check(con):
         whole = read_file(storage, folder, fragment)
         con.register("stale_fragment", whole)
         hashes = con.sql(

@@ -9,8 +9,6 @@ it; a fragment whose check differs from the running one has its hashes recompute
 
 from __future__ import annotations
 
-import functools
-
 import duckdb
 
 from annostore.schemas import COLUMNS
@@ -31,15 +29,31 @@ def row_hash_expression(table: str, prefix: str = "") -> str:
     return f"hash({column_list([c.name for c in COLUMNS[table]], prefix)})"
 
 
-@functools.cache
-def row_hash_check() -> int:
-    """The running DuckDB's hash of a fixed probe row, recorded next to stored hashes."""
+_check: int | None = None
+
+
+def row_hash_check(con: duckdb.DuckDBPyConnection | None = None) -> int:
+    """The running DuckDB's hash of a fixed probe row, recorded next to stored hashes.
+
+    Computed once per process, on ``con`` when given (opening a connection just for the
+    probe cost a fresh process's first commit about 35 ms).
+    """
+    global _check
+    if _check is None:
+        _check = _probe(con) if con is not None else _probe_alone()
+    return _check
+
+
+def _probe_alone() -> int:
     con = duckdb.connect(":memory:")
     try:
         con.execute("SET TimeZone = 'UTC'")
-        con.execute("SET enable_progress_bar = false")
-        (value,) = first_row(con, f"SELECT {_PROBE}")
+        return _probe(con)
     finally:
         con.close()
+
+
+def _probe(con: duckdb.DuckDBPyConnection) -> int:
+    (value,) = first_row(con, f"SELECT {_PROBE}")
     # Stored as a signed 64-bit integer so it survives JSON readers that use doubles poorly.
     return int(value) - (1 << 64) if int(value) >= (1 << 63) else int(value)

@@ -281,7 +281,7 @@ class _Views:
         self._binder = ViewBinder(con, dataset)
         self._versions = {"a": a, "b": b}
         self._made: set[str] = set()
-        current = row_hash_check()
+        current = row_hash_check(con)
         # Hashes written by another hash function cannot be compared: recompute those.
         self.hash_sql = {
             table: ROW_HASH
