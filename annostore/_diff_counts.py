@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 
 from annostore.schemas import KEYS, TABLE_NAMES
 
-from ._fragments import read_file
+from ._fragments import read_file, read_files
 from ._manifest import Fragment, Manifest
 from ._rowhash import ROW_HASH, row_hash_check
 from ._sql import column_list, connection
@@ -178,12 +178,11 @@ def _line_table(
         return LineTable(
             change.select(keys).append_column("status", status).cast(key_schema), written
         )
+    changesets = read_files(storage, folder, [ref for _, ref in refs])
     changes = pa.concat_tables(
         [
-            read_file(storage, folder, ref).append_column(
-                "_v", pa.array([number] * ref.rows, pa.int64())
-            )
-            for number, ref in refs
+            part.append_column("_v", pa.repeat(pa.scalar(number, pa.int64()), ref.rows))
+            for (number, ref), part in zip(refs, changesets, strict=True)
         ]
     )
     written_schema = pa.schema(
@@ -191,10 +190,12 @@ def _line_table(
     )
     rows = pa.concat_tables(
         [
-            read_file(storage, folder, f, [*keys, ROW_HASH])
-            .append_column("_seq", pa.array([f.seq] * f.rows, pa.int64()))
-            .cast(written_schema)
-            for f in written
+            part.append_column("_seq", pa.repeat(pa.scalar(f.seq, pa.int64()), f.rows)).cast(
+                written_schema
+            )
+            for f, part in zip(
+                written, read_files(storage, folder, written, [*keys, ROW_HASH]), strict=True
+            )
         ]
         or [written_schema.empty_table()]
     )

@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 from annostore.schemas import COLUMNS, KEYS, TABLE_NAMES, arrow_schema
 
 from ._diff_counts import LineTable, key_counts, line_changes
-from ._fragments import SEQ, read_file
+from ._fragments import SEQ, read_files
 from ._manifest import Fragment, Manifest, TableState
 from ._rowhash import ROW_HASH, row_hash_check, row_hash_expression
 from ._sql import column_list, quote
@@ -266,7 +266,7 @@ def _candidate_keys(dataset: Dataset, table: str, a: TableState, b: TableState) 
     unique = {ref.sha256: ref for ref in refs}
     if not unique:
         return pa.table({k: pa.array([], pa.string()) for k in keys})
-    parts = [read_file(dataset._storage, dataset._folder, ref, keys) for ref in unique.values()]
+    parts = read_files(dataset._storage, dataset._folder, list(unique.values()), keys)
     return pa.concat_tables([p.cast(parts[0].schema) for p in parts])
 
 
@@ -396,10 +396,10 @@ def _newest_written(
     if keys.num_rows == 0 or not written:
         return arrow_schema(table).empty_table()
     parts = [
-        read_file(dataset._storage, dataset._folder, f, names).append_column(
-            SEQ, pa.repeat(pa.scalar(f.seq, pa.int64()), f.rows)
+        part.append_column(SEQ, pa.repeat(pa.scalar(f.seq, pa.int64()), f.rows))
+        for f, part in zip(
+            written, read_files(dataset._storage, dataset._folder, written, names), strict=True
         )
-        for f in written
     ]
     key_sql = column_list(keys.column_names)
     con.register("written_rows", pa.concat_tables(parts))

@@ -23,7 +23,7 @@ from fsspec.implementations.dirfs import DirFileSystem
 
 from annostore.schemas import KEYS, TABLE_NAMES, arrow_schema
 
-from ._fragments import fragment_schema, merge_rule_sql, tombstones_that_apply
+from ._fragments import fragment_schema, map_io, merge_rule_sql, tombstones_that_apply
 from ._manifest import FileRef, Manifest, TableState
 from ._sql import column_list, literal, quote
 from ._storage import Storage
@@ -47,15 +47,17 @@ class _StoreFileSystem(DirFileSystem):
     protocol = _PROTOCOL
 
 
-def _verify_once(storage: Storage, folder: str, ref: FileRef) -> None:
-    """Check a file's sha256 before DuckDB reads it; once per process per file."""
-    key = (storage.url, ref.sha256)
+def _verify_once(storage: Storage, folder: str, refs: Sequence[FileRef]) -> None:
+    """Check files' sha256 before DuckDB reads them; once per process per file."""
     with _VERIFIED_LOCK:
-        if key in _VERIFIED:
-            return
-    storage.read_verified(f"{folder}/{ref.path}", ref.sha256)
+        pending = {ref.sha256: ref for ref in refs if (storage.url, ref.sha256) not in _VERIFIED}
+
+    def verify(ref: FileRef) -> None:
+        storage.read_verified(f"{folder}/{ref.path}", ref.sha256)  # the bytes are dropped
+
+    map_io(verify, list(pending.values()))
     with _VERIFIED_LOCK:
-        _VERIFIED.add(key)
+        _VERIFIED.update((storage.url, sha) for sha in pending)
 
 
 class ViewBinder:
@@ -76,12 +78,9 @@ class ViewBinder:
         return f"{_PROTOCOL}://{relative}"
 
     def _files(self, refs: Sequence[FileRef]) -> list[str]:
-        locations = []
-        for ref in refs:
-            _verify_once(self.storage, self.dataset._folder, ref)
-            location = self.location(ref)
-            locations.append(location)
-            self.allowed.append(location)
+        _verify_once(self.storage, self.dataset._folder, refs)
+        locations = [self.location(ref) for ref in refs]
+        self.allowed.extend(locations)
         return locations
 
     def table_sql(self, table: str, state: TableState, suffix: str, with_hash: bool = False) -> str:
