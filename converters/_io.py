@@ -10,12 +10,14 @@ crash during that upload can leave part of a folder (documented in docs/converte
 
 from __future__ import annotations
 
+import mmap
 import os
 import posixpath
 import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import fsspec
@@ -24,12 +26,14 @@ from fsspec.implementations.local import LocalFileSystem
 from annostore.errors import AnnostoreError, NotFoundError, ParseError
 
 __all__ = [
+    "Document",
     "atomic_file",
     "atomic_folder",
     "check_target",
     "files_under",
     "filesystem",
     "is_folder",
+    "open_document",
     "read_bytes",
     "safe_relative",
 ]
@@ -86,6 +90,35 @@ def files_under(fs: fsspec.AbstractFileSystem, root: str) -> list[str]:
 def _identity(path: str) -> tuple[int, int]:
     status = os.stat(path)
     return status.st_dev, status.st_ino
+
+
+@dataclass
+class Document:
+    """One source file's content. ``data`` is bytes, or a read-only map of a local file;
+    ``local`` is that file's path, for readers that can open it themselves (DuckDB's)."""
+
+    data: bytes | mmap.mmap
+    local: str | None = None
+
+
+@contextmanager
+def open_document(url: str) -> Iterator[Document]:
+    """The content of one file, for the duration of the block.
+
+    A local file is mapped rather than read: reading 400 MB into fresh memory cost 0.9 s
+    here (page faults), and a reader that hands the file to DuckDB touches little of it.
+    """
+    fs, path = filesystem(url)
+    if not is_local(fs) or not os.path.isfile(path):
+        yield Document(read_bytes(url))
+        return
+    with open(path, "rb") as handle:
+        if os.fstat(handle.fileno()).st_size == 0:
+            yield Document(b"", path)
+            return
+        mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+    with mapped:
+        yield Document(mapped, path)
 
 
 def read_bytes(url: str) -> bytes:

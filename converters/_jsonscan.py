@@ -18,8 +18,9 @@ from collections.abc import Collection
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["content_start", "split_lists", "top_level_spans"]
+__all__ = ["BYTE_ORDER_MARK", "content_start", "split_lists", "top_level_spans"]
 
+BYTE_ORDER_MARK = b"\xef\xbb\xbf"
 _QUOTE, _BACKSLASH = 0x22, 0x5C
 _WHITESPACE = b" \t\r\n"
 #: +1 for an opening bracket, -1 for a closing one, 0 for every other byte
@@ -89,7 +90,7 @@ def _escaped(data: bytes, start: int, stop: int) -> pa.Array:
 
 def content_start(data: bytes | memoryview) -> int:
     """Where a JSON document's value starts: after a UTF-8 byte-order mark and whitespace."""
-    return _forward(data, 3 if data[:3] == b"\xef\xbb\xbf" else 0)
+    return _forward(data, len(BYTE_ORDER_MARK) if data[:3] == BYTE_ORDER_MARK else 0)
 
 
 def _forward(data: bytes | memoryview, position: int) -> int:

@@ -9,6 +9,7 @@ evaluated over all records at once; the bad ones are reported with their positio
 from __future__ import annotations
 
 import json
+import mmap
 import os
 import re
 import tempfile
@@ -23,7 +24,7 @@ from annostore._sql import literal as sql_string
 from annostore.errors import ParseError
 
 from ._base import SkipCollector
-from ._jsonscan import content_start
+from ._jsonscan import BYTE_ORDER_MARK, content_start
 
 __all__ = [
     "Items",
@@ -83,10 +84,11 @@ def load_document(con: duckdb.DuckDBPyConnection, name: str, data: bytes, path: 
 def load_array(
     con: duckdb.DuckDBPyConnection,
     name: str,
-    data: bytes | memoryview,
+    data: bytes | memoryview | mmap.mmap,
     path: str,
     *,
     objects: bool = False,
+    file: str | None = None,
 ) -> str | None:
     """Parse ``data`` (bytes or a view of them), a JSON document that is a list, into temp
     table ``name(idx, j)``: one row per item, ``idx`` its position. Returns None, creating
@@ -102,14 +104,21 @@ def load_array(
     1.4 s, where parsing the text into one list value (:func:`load_document`) took 7 s and
     unnesting it 2 s more. Malformed JSON raises a :class:`~annostore.ParseError` naming the
     byte offset in the document.
+
+    ``file``, a local file whose whole content is ``data``, is read in place; otherwise
+    the bytes are staged in a temporary file for DuckDB (writing 400 MB cost 1 s here).
     """
     start = content_start(data)
     if data[start : start + 1] != b"[":
         return None
     with tempfile.TemporaryDirectory(prefix="annostore-json-") as folder:
-        staged = os.path.join(folder, "document.json")
-        with open(staged, "wb") as out:
-            out.write(data)
+        # DuckDB's reader skips whitespace, not a byte-order mark
+        if file is not None and data[:3] != BYTE_ORDER_MARK:
+            staged = file
+        else:
+            staged = os.path.join(folder, "document.json")
+            with open(staged, "wb") as out:
+                out.write(data)
 
         def read(item_type: str) -> None:
             con.execute(

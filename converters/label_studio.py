@@ -202,9 +202,11 @@ class LabelStudioConverter(Converter):
             raise TypeError(f"unknown Label Studio read options: {', '.join(sorted(options))}")
         collector = SkipCollector(errors)  # type: ignore[arg-type]
         config = _load_config(label_config)
-        data = _io.read_bytes(source)
         report = Report(self.name, "read")
-        tables = parse(data, str(source), collector, report, config=config)
+        with _io.open_document(source) as document:
+            tables = parse(
+                document.data, str(source), collector, report, config=config, file=document.local
+            )
         report.counts = tables.counts
         report.skipped = collector.skipped
         return tables, report
@@ -254,14 +256,15 @@ def parse(
     report: Report,
     *,
     config: LabelConfig | None = None,
+    file: str | None = None,
 ) -> Tables:
-    """Export bytes → the four tables."""
+    """Export bytes → the four tables (``file``: a local file holding exactly them)."""
     with connection() as con:
         install_number_macros(con)
         install_asset_macros(con)
         _install_macros(con)
         try:
-            return _parse(con, data, path, collector, report, config)
+            return _parse(con, data, path, collector, report, config, file)
         finally:
             for table in (
                 "ls_doc",
@@ -300,10 +303,11 @@ def _parse(
     collector: SkipCollector,
     report: Report,
     config: LabelConfig | None,
+    file: str | None,
 ) -> Tables:
-    shape = load_array(con, "ls_doc", data, path, objects=_READ_AS_MAPS)
+    shape = load_array(con, "ls_doc", data, path, objects=_READ_AS_MAPS, file=file)
     if shape is None:
-        kind = load_document(con, "ls_doc", data, path)
+        kind = load_document(con, "ls_doc", bytes(data), path)
         raise ParseError(
             path, None, f"expected a JSON list of tasks, got a JSON {str(kind).lower()}"
         )
@@ -315,7 +319,9 @@ def _parse(
         f"""
         CREATE OR REPLACE TEMP TABLE ls_task AS
         SELECT idx, {task.kind()} AS jt, v[1] AS id_j, v[2] AS data_j, v[3] AS anns_j,
-               v[4] AS comps_j, v[5] AS preds_j, {rest} AS task_data
+               v[4] AS comps_j, v[5] AS preds_j, {rest} AS task_data,
+               -- here, not in a step of its own: each copy of this table is the whole export
+               coalesce(v[1]->>'$', 'sha:' || left(md5(v[2]::VARCHAR), 16)) AS task_id
         FROM (SELECT idx, j, {members} AS v FROM ls_doc)
         """
     )
@@ -358,10 +364,6 @@ def _parse(
     ).fetchall()[0][0]
     if legacy:
         report.notes.append(f"{legacy} tasks use the legacy 'completions' key; read as annotations")
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE ls_task AS SELECT *, coalesce(id_j->>'$', 'sha:' || "
-        "left(md5(data_j::VARCHAR), 16)) AS task_id FROM ls_task"
-    )
     _read_annotations(con, path, collector, report)
     con.execute(
         "CREATE OR REPLACE TEMP TABLE ls_task AS SELECT idx, task_id, data_j, task_data FROM ls_task"

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import fsspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -624,3 +625,60 @@ def test_null_members_read_alike_both_ways_and_survive(
     written = json.loads((tmp_path / "out.json").read_text())
     assert written[0]["meta"] is None and written[0]["data"]["note"] is None
     assert written[0]["annotations"][0]["parent_prediction"] is None
+
+
+_ONE_BOX = [
+    {
+        "id": 1,
+        "data": {"image": "a.png"},
+        "annotations": [
+            {
+                "id": 2,
+                "result": [
+                    {
+                        "id": "r",
+                        "type": "rectanglelabels",
+                        "from_name": "label",
+                        "to_name": "image",
+                        "original_width": 10,
+                        "original_height": 10,
+                        "value": {
+                            "x": 1,
+                            "y": 2,
+                            "width": 3,
+                            "height": 4,
+                            "rectanglelabels": ["cat"],
+                        },
+                    }
+                ],
+            }
+        ],
+    }
+]
+
+
+def test_a_local_export_reads_as_the_same_bytes_from_memory_or_with_a_byte_order_mark(tmp_path):
+    # a local file is handed to DuckDB in place; other sources (and a BOM) go through a copy
+    text = json.dumps(_ONE_BOX).encode()
+    (tmp_path / "plain.json").write_bytes(text)
+    (tmp_path / "bom.json").write_bytes(b"\xef\xbb\xbf" + text)
+    fsspec.filesystem("memory").pipe("/ls-in-place/export.json", text)
+    plain = annostore.read(tmp_path / "plain.json", "label-studio")[0]
+    assert plain.regions.column("label").to_pylist() == ["cat"]
+    for source in (tmp_path / "bom.json", "memory://ls-in-place/export.json"):
+        other = annostore.read(source, "label-studio")[0]
+        for name in ("tasks", "annotations", "regions", "labels"):
+            assert other[name].equals(plain[name]), (source, name)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (json.dumps(_ONE_BOX).encode()[:-30], r"cut.json:byte \d+: malformed JSON"),
+        (b"", r"cut.json:byte 0: malformed JSON"),
+    ],
+)
+def test_a_cut_or_empty_export_names_the_file_and_byte(tmp_path, content, message):
+    (tmp_path / "cut.json").write_bytes(content)
+    with pytest.raises(annostore.ParseError, match=message):
+        annostore.read(tmp_path / "cut.json", "label-studio")
