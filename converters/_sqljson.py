@@ -45,7 +45,9 @@ def without_keys(expression: str, keys: Sequence[str]) -> str:
 _BYTE = re.compile(r"at byte (\d+)")
 
 
-def load_document(con: duckdb.DuckDBPyConnection, name: str, data: bytes, path: str) -> str:
+def load_document(
+    con: duckdb.DuckDBPyConnection, name: str, data: bytes | memoryview | mmap.mmap, path: str
+) -> str:
     """Parse ``data`` (a JSON document) once into temp table ``name`` with one row and a
     column ``doc``: a MAP(VARCHAR, JSON) of its members for an object, a JSON[] of its
     items for an array, else the JSON value. Returns 'OBJECT', 'ARRAY' or 'SCALAR'.
@@ -53,7 +55,7 @@ def load_document(con: duckdb.DuckDBPyConnection, name: str, data: bytes, path: 
     Malformed JSON raises a :class:`~annostore.ParseError` naming the byte offset.
     """
     try:
-        text = data.decode("utf-8-sig")
+        text = str(data, "utf-8-sig")  # any buffer: bytes, a view, a mapped file
     except UnicodeDecodeError as exc:
         raise ParseError(path, f"byte {exc.start}", "not UTF-8 text") from None
     first = text.lstrip()[:1]
@@ -141,7 +143,7 @@ def load_array(
         except duckdb.Error as exc:
             # DuckDB's reader counts bytes within an item; the document parser names the
             # offset in the file
-            load_document(con, name, bytes(data), path)
+            load_document(con, name, data, path)
             con.execute(f"DROP TABLE IF EXISTS {name}")
             reason = str(exc).split("\n")[0].split("Error: ", 1)[-1][:200]
             raise ParseError(path, None, f"could not read the list ({reason})") from None

@@ -128,9 +128,17 @@ class CocoConverter(Converter):
         path = str(source)
         if _io.is_folder(source):
             return _read_folder(path, collector, split)
-        data = _io.read_bytes(source)
         image_data = _io.read_bytes(images) if images is not None else None
-        tables = parse(data, path, collector, images=image_data, images_path=images, split=split)
+        with _io.open_document(source) as document:
+            tables = parse(
+                document.data,
+                path,
+                collector,
+                images=image_data,
+                images_path=images,
+                split=split,
+                file=document.local,
+            )
         report = Report(self.name, "read", counts=tables.counts, skipped=collector.skipped)
         return tables, report
 
@@ -224,11 +232,14 @@ def _read_folder(root: str, collector: SkipCollector, split: str | None) -> tupl
     report = Report("coco", "read")
     parts: list[tuple[str, Tables]] = []
     for path, file_split in files:
-        data = _io.read_bytes(path)
-        if b'"segments_info"' in data[: 1 << 20]:
-            report.notes.append(f"{path}: COCO panoptic file not read (not supported)")
-            continue
-        parts.append((path, parse(data, path, collector, split=split or file_split)))
+        with _io.open_document(path) as document:
+            if b'"segments_info"' in document.data[: 1 << 20]:
+                report.notes.append(f"{path}: COCO panoptic file not read (not supported)")
+                continue
+            parsed = parse(
+                document.data, path, collector, split=split or file_split, file=document.local
+            )
+        parts.append((path, parsed))
     if not parts:
         raise ParseError(root, None, "no readable COCO annotation files in this folder")
     several = len(parts) > 1
@@ -310,13 +321,15 @@ def parse(
     images: bytes | None = None,
     images_path: str | None = None,
     split: str | None = None,
+    file: str | None = None,
 ) -> Tables:
-    """COCO bytes → the four tables (bad records raise or are skipped via ``collector``)."""
+    """COCO bytes → the four tables (bad records raise or are skipped via ``collector``;
+    ``file``: a local file holding exactly ``data``)."""
     with connection() as con:
         install_number_macros(con)
         install_asset_macros(con)
         try:
-            return _parse(con, data, path, collector, images, images_path, split)
+            return _parse(con, data, path, collector, images, images_path, split, file)
         finally:
             for table in (
                 "coco_doc",
@@ -340,13 +353,13 @@ _ITEM = Items("j")
 
 
 def _load(
-    con: duckdb.DuckDBPyConnection, table: str, data: bytes, path: str
+    con: duckdb.DuckDBPyConnection, table: str, data: bytes, path: str, file: str | None = None
 ) -> tuple[str, list[str]]:
     """Parse a COCO file; its kind ('dataset' or 'results') and its top-level keys. The
     items of its lists are left in tables ``<table>_<list>(idx, j)``: for a dataset
     ``images``, ``annotations`` and ``categories`` (empty when absent), for results
     ``annotations``; ``table`` keeps the dataset's other members (``doc``)."""
-    if load_array(con, f"{table}_annotations", data, path) is not None:
+    if load_array(con, f"{table}_annotations", data, path, file=file) is not None:
         return "results", []
     split = split_lists(data, _LISTS)
     if split is not None:
@@ -411,8 +424,9 @@ def _parse(
     images: bytes | None,
     images_path: str | None,
     split: str | None,
+    file: str | None,
 ) -> Tables:
-    kind, keys = _load(con, "coco_doc", data, path)
+    kind, keys = _load(con, "coco_doc", data, path, file)
     metadata: dict[str, Any] = {}
     if kind == "dataset":
         image_source, image_path = "coco_doc", path

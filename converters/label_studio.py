@@ -307,7 +307,7 @@ def _parse(
 ) -> Tables:
     shape = load_array(con, "ls_doc", data, path, objects=_READ_AS_MAPS, file=file)
     if shape is None:
-        kind = load_document(con, "ls_doc", bytes(data), path)
+        kind = load_document(con, "ls_doc", data, path)
         raise ParseError(
             path, None, f"expected a JSON list of tasks, got a JSON {str(kind).lower()}"
         )
