@@ -129,7 +129,8 @@ class CocoConverter(Converter):
         if _io.is_folder(source):
             return _read_folder(path, collector, split)
         image_data = _io.read_bytes(images) if images is not None else None
-        with _io.open_document(source) as document:
+        # the list scan touches every byte: read, not mapped (see open_document)
+        with _io.open_document(source, mapped=False) as document:
             tables = parse(
                 document.data,
                 path,
@@ -232,7 +233,7 @@ def _read_folder(root: str, collector: SkipCollector, split: str | None) -> tupl
     report = Report("coco", "read")
     parts: list[tuple[str, Tables]] = []
     for path, file_split in files:
-        with _io.open_document(path) as document:
+        with _io.open_document(path, mapped=False) as document:
             if b'"segments_info"' in document.data[: 1 << 20]:
                 report.notes.append(f"{path}: COCO panoptic file not read (not supported)")
                 continue
