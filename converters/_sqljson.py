@@ -43,6 +43,7 @@ def without_keys(expression: str, keys: Sequence[str]) -> str:
 
 
 _BYTE = re.compile(r"at byte (\d+)")
+_GLOB = re.compile(r"[*?\[\]{}]")
 
 
 def load_document(
@@ -114,8 +115,9 @@ def load_array(
     if data[start : start + 1] != b"[":
         return None
     with tempfile.TemporaryDirectory(prefix="annostore-json-") as folder:
-        # DuckDB's reader skips whitespace, not a byte-order mark
-        if file is not None and data[:3] != BYTE_ORDER_MARK:
+        # DuckDB's reader skips whitespace, not a byte-order mark, and expands a path
+        # with glob characters (``b*.json`` would read every file it matches)
+        if file is not None and data[:3] != BYTE_ORDER_MARK and not _GLOB.search(file):
             staged = file
         else:
             staged = os.path.join(folder, "document.json")

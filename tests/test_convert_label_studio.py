@@ -671,6 +671,15 @@ def test_a_local_export_reads_as_the_same_bytes_from_memory_or_with_a_byte_order
             assert other[name].equals(plain[name]), (source, name)
 
 
+def test_an_export_whose_name_looks_like_a_glob_reads_only_itself(tmp_path):
+    text = json.dumps(_ONE_BOX).encode()
+    (tmp_path / "b*.json").write_bytes(text)
+    (tmp_path / "bother.json").write_bytes(text)  # what b*.json would match as a pattern
+    tables = annostore.read(tmp_path / "b*.json", "label-studio")[0]
+    assert tables.tasks.num_rows == 1
+    assert tables.regions.column("label").to_pylist() == ["cat"]
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [
