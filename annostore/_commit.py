@@ -25,6 +25,7 @@ from ._fragments import (
     live_rows,
     merge_rule_sql,
     read_file,
+    read_files,
     register_live_rows,
     tombstoned_keys,
     write_file,
@@ -422,7 +423,7 @@ def find_conflicts(
         refs = [m.tables[name].changeset for m in theirs if m.tables[name].changeset is not None]
         if not refs:
             continue
-        their_keys = pa.concat_tables([read_file(storage, folder, ref, keys) for ref in refs])
+        their_keys = pa.concat_tables(read_files(storage, folder, refs, keys))
         con.register("our_keys", change.changes.select(keys))
         con.register("their_keys", their_keys)
         clash = con.sql(
