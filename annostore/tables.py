@@ -13,6 +13,7 @@ from pydantic import TypeAdapter, ValidationError
 from annostore.errors import SchemaError
 from annostore.schemas import COLUMNS, KEYS, RECORD_MODELS, TABLE_NAMES, Column, arrow_schema
 
+from ._provenance import is_version_table
 from ._sql import connection, first_row
 
 __all__ = ["Tables", "conform_table"]
@@ -112,6 +113,10 @@ def conform_table(table: str, data: TableLike | None) -> pa.Table:
     schema = arrow_schema(table)
     if data is None:
         return schema.empty_table()
+    if isinstance(data, pa.Table) and is_version_table(data, table):
+        return (
+            data  # a version's own table object: it conforms, and keeping it lets commits skip it
+        )
     if isinstance(data, pa.RecordBatch):
         data = pa.Table.from_batches([data])
     if not isinstance(data, pa.Table):
@@ -266,8 +271,8 @@ class Tables:
         with connection() as con:
             for name in TABLE_NAMES:
                 table = getattr(self, name)
-                if table.num_rows < 2:
-                    continue
+                if table.num_rows < 2 or is_version_table(table, name):
+                    continue  # a version's own table object has unique keys
                 keys = ", ".join(f'"{k}"' for k in KEYS[name])
                 con.register("checked", table)
                 duplicate = first_row(

@@ -14,6 +14,7 @@ from annostore.schemas import TABLE_NAMES
 from ._commit import changeset_schema
 from ._fragments import live_rows, read_file
 from ._manifest import Manifest
+from ._provenance import origin, remember
 from ._sql import connection
 from .tables import Tables
 
@@ -100,10 +101,15 @@ class Version:
         """One table of this version, read from storage."""
         if name not in TABLE_NAMES:
             raise KeyError(f"unknown table {name!r}; tables are {', '.join(TABLE_NAMES)}")
+        storage, folder, state = (
+            self.dataset._storage,
+            self.dataset._folder,
+            self.manifest.tables[name],
+        )
         with connection() as con:
-            return live_rows(
-                con, self.dataset._storage, self.dataset._folder, name, self.manifest.tables[name]
-            )
+            rows = live_rows(con, storage, folder, name, state)
+        remember(rows, origin(storage.url, folder, name, state))
+        return rows
 
     def changeset(self, name: str) -> pa.Table:
         """The keys this version's commit changed in table ``name``, with op I/U/D and row hashes."""

@@ -149,7 +149,24 @@ def _prepared_store(args, name: str) -> tuple[annostore.Store, annostore.Tables,
 
 def phase_change_commit(args) -> dict:
     store, tables, store_path = _prepared_store(args, "change")
-    new_state = changed(tables, 0.01, seed=1)
+    return _time_change_commit(store, store_path, changed(tables, 0.01, seed=1))
+
+
+def phase_change_read_back(args) -> dict:
+    """The same 3% change made to the tables read back from the version (a notebook's
+    workflow): tasks, annotations and labels go back as the objects read."""
+    store, tables, store_path = _prepared_store(args, "change_read_back")
+    regions = changed(tables, 0.01, seed=1).regions
+    del tables
+    read = store.dataset("bench").version("latest").tables
+    new_state = annostore.Tables(read.tasks, read.annotations, regions, read.labels)
+    from annostore._fragments import clear_cache
+
+    clear_cache()  # the base is read from files, as in the other phase
+    return _time_change_commit(store, store_path, new_state)
+
+
+def _time_change_commit(store, store_path: Path, new_state: annostore.Tables) -> dict:
     before_objects = object_names(store_path)
     before = peak_mb()
     start = time.perf_counter()
@@ -220,6 +237,7 @@ PHASES = {
     "parquet": phase_parquet,
     "first_commit": phase_first_commit,
     "change_commit": phase_change_commit,
+    "change_read_back": phase_change_read_back,
     "small_edits": phase_small_edits,
     "read": phase_read,
 }
@@ -228,6 +246,7 @@ LABELS = {
     "parquet": "plain pyarrow.parquet.write_table (zstd), all four tables",
     "first_commit": "first commit (annostore)",
     "change_commit": "commit: 1% changed + 1% added + 1% deleted",
+    "change_read_back": "the same, made to the version's tables read back",
     "small_edits": "commit_changes of 100 rows (median of 20)",
     "read": "read a version (all four tables, cold)",
 }

@@ -163,6 +163,30 @@ class VersionHistory(RuleBasedStateMachine):
         assert self.model[version.number] == expected
         return version.number
 
+    @rule(target=versions, number=versions, drop_a_region=st.booleans())
+    def commit_tables_read_from_a_version(self, number, drop_a_region):
+        """Commit a version's tables as read (the objects themselves, which a commit may
+        recognise as its base's, unchanged), optionally with one region dropped: the new
+        head holds exactly those tables, whichever version is the base."""
+        read = self.dataset.version(number).tables
+        expected = self.model[number]
+        regions, expected_regions = read.regions, expected.regions
+        if drop_a_region and regions.num_rows:
+            regions = regions.slice(1)
+            dropped = regions.select(["annotation_id", "region_id"]).to_pylist()
+            keep = [
+                {"annotation_id": r["annotation_id"], "region_id": r["region_id"]} in dropped
+                for r in expected_regions.select(["annotation_id", "region_id"]).to_pylist()
+            ]
+            expected_regions = expected_regions.filter(pa.array(keep, pa.bool_()))
+        self.dataset.commit(annostore.Tables(read.tasks, read.annotations, regions, read.labels))
+        expected = annostore.Tables(
+            expected.tasks, expected.annotations, expected_regions, expected.labels
+        )
+        self._record_head(expected)
+        assert self.dataset.latest.tables == expected
+        return self.dataset.latest.number
+
     @precondition(lambda self: self.model)
     @rule()
     def compact(self):

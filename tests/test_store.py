@@ -96,6 +96,51 @@ def test_reverting_to_an_earlier_state_restores_it(store):
     assert ds.version(3).tables == boxes(8)
 
 
+def test_editing_the_regions_of_a_read_version_commits_just_that_edit(store, monkeypatch):
+    ds = store.create_dataset("pets")
+    ds.commit(boxes(30))
+    read = ds.version("latest").tables
+    relabelled = read.regions.set_column(
+        read.regions.schema.get_field_index("label"),
+        "label",
+        pa.array(["dog"] + ["cat"] * (read.regions.num_rows - 1)),
+    )
+    compared = []
+    real_plan_table = annostore.dataset.plan_table
+    monkeypatch.setattr(
+        annostore.dataset,
+        "plan_table",
+        lambda con, storage, folder, name, *rest: (
+            compared.append(name) or real_plan_table(con, storage, folder, name, *rest)
+        ),
+    )
+    v2 = ds.commit(annostore.Tables(read.tasks, read.annotations, relabelled, read.labels))
+    # The tables passed back as read are known unchanged: only the regions are compared.
+    assert compared == ["regions"]
+    assert v2.changes["regions"] == {"inserted": 0, "updated": 1, "deleted": 0}
+    clear_cache()
+    again = store.dataset("pets").version(2).tables
+    first = read.regions.slice(0, 1).select(["annotation_id", "region_id"]).to_pylist()[0]
+    labels = {(r["annotation_id"], r["region_id"]): r["label"] for r in again.regions.to_pylist()}
+    assert labels.pop((first["annotation_id"], first["region_id"])) == "dog"
+    assert set(labels.values()) == {"cat"}
+    assert again.tasks.equals(boxes(30).tasks)
+
+
+def test_tables_read_from_an_older_version_revert_a_newer_one(store):
+    ds = store.create_dataset("pets")
+    ds.commit(boxes(6, label="cat"))
+    old = ds.version(1).tables
+    ds.commit(boxes(9, label="dog"))
+    # Version 1's own table objects: the base (version 2) stores other rows, so they are
+    # compared and committed like any other tables.
+    v3 = ds.commit(annostore.Tables(old.tasks, old.annotations, old.regions, old.labels))
+    assert v3.number == 3
+    assert v3.changes["tasks"] == {"inserted": 0, "updated": 0, "deleted": 3}
+    clear_cache()
+    assert store.dataset("pets").version(3).tables == boxes(6, label="cat")
+
+
 def test_first_commit_of_an_empty_state_is_version_one(store):
     ds = store.create_dataset("empty")
     version = ds.commit(annostore.Tables())
