@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import json
+import math
+import statistics
+import uuid
+from collections import Counter
 
 import pytest
 from click.testing import CliRunner
 from helpers import boxes
+from hypothesis import given, settings
+from strategies import tables
 
 import annostore
 from annostore.cli import cli
@@ -395,3 +401,79 @@ def test_the_connection_itself_is_locked_down(tmp_path, statement):
         con.close()
     assert not (tmp_path / "annostore-copy.csv").exists()
     assert not (tmp_path / "annostore-attach.db").exists()
+
+
+def _spread(values: list) -> dict:
+    if not values:
+        return {"min": None, "median": None, "max": None}
+    return {"min": min(values), "median": statistics.median(values), "max": max(values)}
+
+
+@settings(max_examples=60, deadline=None)
+@given(state=tables())
+def test_stats_agree_with_counting_the_rows_in_python(state):
+    ds = annostore.open(f"memory://stats-{uuid.uuid4().hex}").create_dataset("d")
+    stats = ds.commit(state).stats()
+    tasks = state.tasks.to_pylist()
+    annotations = {a["annotation_id"]: a for a in state.annotations.to_pylist()}
+    regions = state.regions.to_pylist()
+    size = {t["task_id"]: (t["width"], t["height"]) for t in tasks}
+
+    def labeled(a):
+        return a["kind"] == "annotation" and not a["cancelled"]
+
+    per_task = {t["task_id"]: [] for t in tasks}
+    for a in annotations.values():
+        per_task[a["task_id"]].append(a)
+    counted = Counter(
+        annotations[r["annotation_id"]]["task_id"]
+        for r in regions
+        if labeled(annotations[r["annotation_id"]])
+    )
+    labeled_tasks = [t for t, owned in per_task.items() if any(map(labeled, owned))]
+    assert stats["labeled_task_count"] == len(labeled_tasks)
+    assert stats["unlabeled_task_count"] == len(tasks) - len(labeled_tasks)
+    assert stats["skipped_task_count"] == sum(
+        1
+        for t, owned in per_task.items()
+        if t not in labeled_tasks
+        and any(a["kind"] == "annotation" and a["cancelled"] for a in owned)
+    )
+    assert stats["predicted_task_count"] == sum(
+        1 for owned in per_task.values() if any(a["kind"] == "prediction" for a in owned)
+    )
+    assert stats["background_task_count"] == sum(1 for t in labeled_tasks if not counted[t])
+    assert stats["regions_per_labeled_task"] == _spread([counted[t] for t in labeled_tasks])
+    assert stats["regions_per_label"] == Counter(r["label"] for r in regions)
+    assert stats["regions_per_type"] == Counter(r["type"] for r in regions)
+    by_kind = {"annotation": Counter(), "prediction": Counter()}
+    for r in regions:
+        by_kind[annotations[r["annotation_id"]]["kind"]][r["label"]] += 1
+    assert stats["regions_per_label_by_kind"] == by_kind
+    assert stats["annotations_per_annotator"] == Counter(
+        a["annotator"] for a in annotations.values() if a["kind"] == "annotation"
+    )
+    assert stats["predictions_per_model_version"] == Counter(
+        a["model_version"] for a in annotations.values() if a["kind"] == "prediction"
+    )
+    assert stats["tasks_per_split"] == Counter(t["split"] for t in tasks)
+    boxes_ = [r for r in regions if r["type"] == "bbox"]
+    width_px = [
+        r["w"] * size[annotations[r["annotation_id"]]["task_id"]][0]
+        for r in boxes_
+        if r["w"] is not None and size[annotations[r["annotation_id"]]["task_id"]][0] is not None
+    ]
+    assert stats["box_count"] == len(boxes_)
+    assert stats["box_count_with_pixels"] == len(width_px)
+    for key, values in (
+        ("box_width", [r["w"] for r in boxes_ if r["w"] is not None]),
+        ("box_width_px", width_px),
+    ):
+        expected = _spread(values)
+        assert (stats[key]["min"], stats[key]["max"]) == (expected["min"], expected["max"])
+        if expected["median"] is not None and math.isfinite(expected["median"]):
+            assert stats[key]["median"] == pytest.approx(expected["median"], rel=1e-9, abs=1e-300)
+    defined = set(state.labels.column("label").to_pylist())
+    used = {r["label"] for r in regions}
+    assert stats["labels_unused"] == sorted(defined - used)
+    assert stats["labels_undefined"] == sorted(used - defined - {None})
