@@ -114,9 +114,8 @@ def conform_table(table: str, data: TableLike | None) -> pa.Table:
     if data is None:
         return schema.empty_table()
     if isinstance(data, pa.Table) and is_version_table(data, table):
-        return (
-            data  # a version's own table object: it conforms, and keeping it lets commits skip it
-        )
+        # A version's own table object conforms; keeping it lets a commit skip comparing it.
+        return data
     if isinstance(data, pa.RecordBatch):
         data = pa.Table.from_batches([data])
     if not isinstance(data, pa.Table):
