@@ -128,15 +128,24 @@ class ViewBinder:
         raw = {t: quote(f"_raw_{t}{suffix}") for t in TABLE_NAMES}
         for table in ("tasks", "annotations", "labels"):
             self.con.execute(f"CREATE VIEW {quote(table + suffix)} AS SELECT * FROM {raw[table]}")
+        # Each region meets its annotation's task and size in one join, on a side grouped
+        # by annotation_id (one row per group: both keys are unique in a version). DuckDB
+        # then knows that side is unique and drops the join from queries that use none
+        # of its columns: a label count over 10M regions took 0.59 s with two joins and
+        # 0.055 s without; queries that use the pixel columns probe one hash table, not two.
         self.con.execute(
             f"""CREATE VIEW {quote("regions" + suffix)} AS
-                SELECT r.*, a.task_id,
-                       r.x * t.width AS x_px, r.y * t.height AS y_px,
-                       r.w * t.width AS w_px, r.h * t.height AS h_px,
-                       CASE WHEN r.type = 'bbox' THEN (r.w * t.width) * (r.h * t.height) END AS area_px
+                SELECT r.*, o.task_id,
+                       r.x * o.width AS x_px, r.y * o.height AS y_px,
+                       r.w * o.width AS w_px, r.h * o.height AS h_px,
+                       CASE WHEN r.type = 'bbox' THEN (r.w * o.width) * (r.h * o.height) END AS area_px
                 FROM {raw["regions"]} r
-                LEFT JOIN {raw["annotations"]} a USING (annotation_id)
-                LEFT JOIN {raw["tasks"]} t USING (task_id)"""
+                LEFT JOIN (
+                    SELECT a.annotation_id, any_value(a.task_id) AS task_id,
+                           any_value(t.width) AS width, any_value(t.height) AS height
+                    FROM {raw["annotations"]} a LEFT JOIN {raw["tasks"]} t USING (task_id)
+                    GROUP BY a.annotation_id
+                ) o USING (annotation_id)"""
         )
 
     def bind_with_hashes(self, manifest: Manifest, suffix: str) -> None:

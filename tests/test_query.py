@@ -477,3 +477,26 @@ def test_stats_agree_with_counting_the_rows_in_python(state):
     used = {r["label"] for r in regions}
     assert stats["labels_unused"] == sorted(defined - used)
     assert stats["labels_undefined"] == sorted(used - defined - {None})
+
+
+@settings(max_examples=40, deadline=None)
+@given(state=tables())
+def test_the_regions_view_gives_each_region_its_task_and_pixels_once(state):
+    version = annostore.open(f"memory://view-{uuid.uuid4().hex}").create_dataset("d").commit(state)
+    tasks = {t["task_id"]: t for t in state.tasks.to_pylist()}
+    owner = {a["annotation_id"]: a["task_id"] for a in state.annotations.to_pylist()}
+    expected = sorted(
+        (
+            r["annotation_id"],
+            r["region_id"],
+            owner[r["annotation_id"]],
+            None
+            if r["w"] is None or tasks[owner[r["annotation_id"]]]["width"] is None
+            else r["w"] * tasks[owner[r["annotation_id"]]]["width"],
+        )
+        for r in state.regions.to_pylist()
+    )
+    rows = version.sql("SELECT annotation_id, region_id, task_id, w_px FROM regions").to_pylist()
+    found = sorted((r["annotation_id"], r["region_id"], r["task_id"], r["w_px"]) for r in rows)
+    assert found == expected
+    assert version.sql("SELECT count(*) AS n FROM regions").column("n")[0].as_py() == len(expected)
