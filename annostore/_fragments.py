@@ -170,8 +170,10 @@ def read_file(
         result = whole.select(list(wanted)) if wanted is not None else whole
     else:
         data = storage.read_verified(f"{folder}/{ref.path}", ref.sha256)
-        result = pq.read_table(
-            pa.BufferReader(data), columns=list(wanted) if wanted is not None else None
+        # ParquetFile, not pq.read_table: the latter goes through pyarrow.dataset, which
+        # costs 0.36 ms a call against 0.10 ms (and 40 ms to import on a process's first read)
+        result = pq.ParquetFile(pa.BufferReader(data)).read(
+            columns=list(wanted) if wanted is not None else None
         )
     _FILE_CACHE.put((ref.sha256, wanted), result)
     return result
