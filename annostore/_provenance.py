@@ -27,7 +27,9 @@ __all__ = ["Origin", "is_version_table", "origin", "read_from", "remember"]
 Origin = tuple[str, str, str, tuple[tuple[str, int], ...], tuple[tuple[str, int], ...]]
 
 _ORIGINS: dict[int, tuple[weakref.ref[pa.Table], Origin]] = {}
-_LOCK = threading.Lock()
+# Re-entrant: a table can be collected (and its entry forgotten) by the garbage collector
+# while this thread holds the lock.
+_LOCK = threading.RLock()
 
 
 def origin(store_url: str, folder: str, table: str, state: TableState) -> Origin:
