@@ -6,6 +6,7 @@ A table of a version is its fragments' rows minus the rows that a tombstone with
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import os
 import threading
@@ -31,6 +32,8 @@ R = TypeVar("R")
 
 #: Rows per fragment file: large enough for efficient scans, small enough to rewrite cheaply.
 FRAGMENT_ROWS = 65536
+#: Up to this many keys, the fragments that can hold them are found in Python.
+_FEW_KEYS = 2048
 #: Fragments smaller than this count as "small" for the compaction trigger.
 SMALL_FRAGMENT_ROWS = 16384
 _CACHE_BYTES = 256 * 2**20
@@ -251,6 +254,18 @@ def overlapping_fragments(
     if not fragments or keys.num_rows == 0:
         return []
     names = KEYS[table]
+    if keys.num_rows <= _FEW_KEYS:
+        # A few keys (a small edit): sorted, each range is one bisection. DuckDB's range
+        # join took 3-4 ms a call here, most of a 100-row commit's reads. Python compares
+        # strings by code point, which is UTF-8 byte order, as DuckDB sorts them.
+        probe = sorted(zip(*(keys.column(n).to_pylist() for n in names), strict=True))
+        found = []
+        for fragment in fragments:
+            low, high = tuple(fragment.key_min), tuple(fragment.key_max)
+            at = bisect.bisect_left(probe, low)
+            if at < len(probe) and probe[at] <= high:
+                found.append(fragment)
+        return found
     ranges = pa.table(
         {"_index": pa.array(range(len(fragments)), pa.int64())}
         | {

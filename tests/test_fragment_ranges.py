@@ -1,0 +1,54 @@
+"""Finding the fragments whose key range can hold some keys: the Python bisection used
+for a few keys must pick exactly what DuckDB's range join picks."""
+
+from __future__ import annotations
+
+import duckdb
+import pyarrow as pa
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from annostore import _fragments
+from annostore._manifest import Fragment
+
+# code points from every UTF-8 length, so that Python's order is checked against DuckDB's
+key_text = st.text(alphabet=st.sampled_from("aAz0_é€𝄞\u00ff\u0100"), max_size=4)
+key = st.tuples(key_text, key_text)
+
+
+def _fragment(low: tuple[str, str], high: tuple[str, str]) -> Fragment:
+    return Fragment(
+        path="objects/x.parquet",
+        sha256="0" * 64,
+        rows=1,
+        bytes=1,
+        seq=1,
+        key_min=list(low),
+        key_max=list(high),
+        row_hash=0,
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(ranges=st.lists(st.tuples(key, key), max_size=8), keys=st.lists(key, max_size=12))
+def test_few_keys_pick_the_same_fragments_as_the_range_join(ranges, keys):
+    fragments = [_fragment(min(a, b), max(a, b)) for a, b in ranges]
+    probe = pa.table(
+        {"annotation_id": [k[0] for k in keys], "region_id": [k[1] for k in keys]},
+        schema=pa.schema([("annotation_id", pa.string()), ("region_id", pa.string())]),
+    )
+    con = duckdb.connect()
+    try:
+        by_python = _fragments.overlapping_fragments(con, "regions", fragments, probe)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(_fragments, "_FEW_KEYS", -1)
+            by_duckdb = _fragments.overlapping_fragments(con, "regions", fragments, probe)
+    finally:
+        con.close()
+    assert [id(f) for f in by_python] == [id(f) for f in by_duckdb]
+    # and both are right: a fragment is picked when some key lies in its range
+    expected = [
+        f for f in fragments if any(tuple(f.key_min) <= k <= tuple(f.key_max) for k in keys)
+    ]
+    assert [id(f) for f in by_python] == [id(f) for f in expected]
