@@ -617,17 +617,12 @@ def _read_results_typed(con: duckdb.DuckDBPyConnection) -> bool:
             f", 1 + {size} AS res_len",
         )
     )
-    # Results grouped by their annotation's rank (the high bits of res_idx, an integer
-    # as in _results_sql): grouping by annotation_id took 0.81 s at 1M results.
     mismatched = con.sql(
         """
         SELECT (SELECT count(*) FROM ls_res WHERE t IS NULL) + (
-            SELECT count(*)
-            FROM (SELECT res_idx // 4294967296 AS ann_rank, 1 + sum(res_len + 1) AS consumed
-                  FROM ls_res GROUP BY ann_rank)
-            JOIN (SELECT row_number() OVER (ORDER BY ann_idx) AS ann_rank,
-                         strlen(v[2]::VARCHAR) AS expected FROM ls_ann) USING (ann_rank)
-            WHERE consumed <> expected)
+            SELECT count(*) FROM (SELECT annotation_id, 1 + sum(res_len + 1) AS list_len
+                                  FROM ls_res GROUP BY annotation_id)
+            JOIN ls_ann USING (annotation_id) WHERE list_len <> strlen(v[2]::VARCHAR))
         """
     ).fetchall()[0][0]
     if mismatched:
