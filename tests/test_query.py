@@ -7,6 +7,7 @@ import math
 import statistics
 import uuid
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from click.testing import CliRunner
@@ -500,3 +501,37 @@ def test_the_regions_view_gives_each_region_its_task_and_pixels_once(state):
     found = sorted((r["annotation_id"], r["region_id"], r["task_id"], r["w_px"]) for r in rows)
     assert found == expected
     assert version.sql("SELECT count(*) AS n FROM regions").column("n")[0].as_py() == len(expected)
+
+
+def test_queries_of_many_versions_each_see_their_own_version(store):
+    """Connections are kept per version (a query pays for a cursor, not for new views):
+    whatever was queried before, each answer is that version's, also past the number
+    kept and from several threads at once."""
+    ds = store.create_dataset("pets")
+    counts = {}
+    for n in range(1, 11):
+        version = ds.commit(boxes(n, label=f"l{n}"))
+        counts[version.number] = n
+    query = "SELECT label, count(*) AS n FROM regions GROUP BY 1"
+    for _ in range(2):
+        for number, tasks in counts.items():
+            rows = ds.sql(query, version=number).to_pylist()
+            assert rows == [{"label": f"l{tasks}", "n": 2 * tasks}]
+    both = ds.sql(
+        "SELECT (SELECT count(*) FROM regions) AS now, (SELECT count(*) FROM regions_v3) AS then"
+    ).to_pylist()
+    assert both == [{"now": 20, "then": 6}]
+
+    def label_of(number: int) -> str:
+        return ds.sql("SELECT any_value(label) AS l FROM regions", version=number)["l"][0].as_py()
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        found = list(pool.map(label_of, [1, 2, 3, 4] * 5))
+    assert found == [f"l{n}" for n in [1, 2, 3, 4] * 5]
+
+
+def test_a_version_with_empty_tables_answers_queries():
+    ds = annostore.open(f"memory://empty-{uuid.uuid4().hex}").create_dataset("d")
+    version = ds.commit(annostore.Tables.from_pylist(tasks=[{"task_id": "t1"}]))
+    assert version.sql("SELECT count(*) AS n FROM regions").to_pylist() == [{"n": 0}]
+    assert version.sql("SELECT task_id FROM tasks").to_pylist() == [{"task_id": "t1"}]
