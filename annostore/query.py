@@ -218,6 +218,9 @@ _KEPT_CONNECTIONS = 8
 _kept: OrderedDict[tuple, duckdb.DuckDBPyConnection] = OrderedDict()
 _kept_lock = threading.Lock()
 _kept_pid: list[int] = []
+#: a forked child's inherited connections: never used, and never destroyed either (their
+#: database's threads do not exist in the child)
+_inherited: list[duckdb.DuckDBPyConnection] = []
 
 
 def _kept_connection(dataset: Dataset, manifest: Manifest, query: str) -> duckdb.DuckDBPyConnection:
@@ -225,7 +228,8 @@ def _kept_connection(dataset: Dataset, manifest: Manifest, query: str) -> duckdb
     key = (dataset._storage.url, dataset._folder, manifest.id, others)
     with _kept_lock:
         if _kept_pid != [os.getpid()]:
-            _kept.clear()  # a forked child must not use its parent's connections
+            _inherited.extend(_kept.values())  # a forked child must not use its parent's
+            _kept.clear()
             _kept_pid[:] = [os.getpid()]
         con = _kept.get(key)
         if con is not None:
