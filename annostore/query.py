@@ -94,7 +94,7 @@ class ViewBinder:
             # connection (which run the queries) see only the former
             name = quote(f"_empty_{table}{suffix}")
             self.con.register("_empty_rows", schema.empty_table())
-            self.con.execute(f"CREATE TABLE {name} AS SELECT * FROM _empty_rows")
+            self.con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM _empty_rows")
             self.con.unregister("_empty_rows")
             return f"SELECT * FROM {name}"
         fragment_files = self._files(state.fragments)
