@@ -70,8 +70,7 @@ def _compute(con: duckdb.DuckDBPyConnection, manifest: Manifest) -> dict[str, An
     # narrow columns (an integer for the owner, booleans for its kind), because at ten
     # million regions writing its memory costs more than the join. The tables are not
     # temporary: the statements run side by side below use cursors, which see no
-    # temporary tables of ``con`` (nor what is registered on it, such as an empty
-    # table's rows: they read only these tables, never the version's views).
+    # temporary tables of ``con`` (nor Arrow tables registered on it).
     con.execute(
         f"""CREATE TABLE s_owners AS
             SELECT a.task_id, a.kind, a.annotator, a.model_version,
