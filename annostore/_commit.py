@@ -32,6 +32,7 @@ from ._fragments import (
     write_fragments,
 )
 from ._manifest import Changeset, Fragment, Manifest, TableState, Tombstone
+from ._provenance import origin, read_from
 from ._rowhash import ROW_HASH, row_hash_expression
 from ._sql import arrow_reader, column_list, first_row, quote
 from ._storage import Storage
@@ -103,9 +104,16 @@ def plan_table(
     keys = list(KEYS[table])
     key_sql = column_list(keys)
     nothing_removed = deletes is None or deletes.num_rows == 0
-    if incoming.num_rows == 0 and (
+    nothing_given = incoming.num_rows == 0 and (
         nothing_removed if not full else (base is None or base.rows == 0)
-    ):
+    )
+    # the base's own table object, passed back as read (see _provenance)
+    base_itself = (
+        full
+        and base is not None
+        and read_from(incoming) == origin(storage.url, folder, table, base)
+    )
+    if nothing_given or base_itself:
         return TableChange(table=table, changes=changeset_schema(table).empty_table())
     positions = con.sql(f"SELECT range AS {ORDER} FROM range({incoming.num_rows})").to_arrow_table()
     con.register("incoming", incoming.append_column(ORDER, positions.column(0)))

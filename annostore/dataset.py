@@ -17,7 +17,6 @@ from annostore.schemas import KEYS, SCHEMA_VERSION, TABLE_NAMES
 from ._commit import (
     TableChange,
     apply_changes,
-    changeset_schema,
     check_references,
     find_conflicts,
     needs_compaction,
@@ -28,7 +27,6 @@ from ._commit import (
 )
 from ._manifest import Manifest, parse_version_name, version_path
 from ._names import check_name, check_tag_name
-from ._provenance import origin, read_from
 from ._sql import connection
 from .errors import AnnostoreError, ConflictError, CorruptionError, NotFoundError, SchemaError
 from .tables import TableLike, Tables
@@ -258,18 +256,20 @@ class Dataset:
         state = tables if isinstance(tables, Tables) else Tables(**dict(tables))
 
         def plan(con: duckdb.DuckDBPyConnection, base_manifest: Manifest | None, seq: int):
-            changes = {}
-            for name in TABLE_NAMES:
-                base_state = base_manifest.tables[name] if base_manifest else None
-                if base_state is not None and read_from(state[name]) == origin(
-                    self._storage.url, self._folder, name, base_state
-                ):
-                    # The base's own table object, passed back: nothing to compare.
-                    changes[name] = TableChange(name, changes=changeset_schema(name).empty_table())
-                    continue
-                changes[name] = plan_table(
-                    con, self._storage, self._folder, name, base_state, state[name], None, True, seq
+            changes = {
+                name: plan_table(
+                    con,
+                    self._storage,
+                    self._folder,
+                    name,
+                    base_manifest.tables[name] if base_manifest else None,
+                    state[name],
+                    None,
+                    True,
+                    seq,
                 )
+                for name in TABLE_NAMES
+            }
             return changes, {name: state[name] for name in TABLE_NAMES}
 
         return self._commit(

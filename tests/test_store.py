@@ -9,6 +9,7 @@ import pytest
 from helpers import boxes
 
 import annostore
+from annostore import _commit
 from annostore._fragments import clear_cache
 from annostore.schemas import SCHEMA_VERSION
 
@@ -106,13 +107,11 @@ def test_editing_the_regions_of_a_read_version_commits_just_that_edit(store, mon
         pa.array(["dog"] + ["cat"] * (read.regions.num_rows - 1)),
     )
     compared = []
-    real_plan_table = annostore.dataset.plan_table
+    real_compare = _commit._compare_full_state
     monkeypatch.setattr(
-        annostore.dataset,
-        "plan_table",
-        lambda con, storage, folder, name, *rest: (
-            compared.append(name) or real_plan_table(con, storage, folder, name, *rest)
-        ),
+        _commit,
+        "_compare_full_state",
+        lambda con, name, *rest: compared.append(name) or real_compare(con, name, *rest),
     )
     v2 = ds.commit(annostore.Tables(read.tasks, read.annotations, relabelled, read.labels))
     # The tables passed back as read are known unchanged: only the regions are compared.
