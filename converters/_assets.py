@@ -6,6 +6,7 @@ orientation, GIF, BMP, WebP); pixels are never decoded.
 
 from __future__ import annotations
 
+import os
 import struct
 from collections.abc import Callable
 from typing import Any
@@ -139,13 +140,24 @@ def image_size(read: Callable[[int, int], bytes]) -> tuple[int, int] | None:
     return _jpeg(read)
 
 
-def file_image_size(path: str, opener: Callable[[str], Any] = open) -> tuple[int, int] | None:
-    """:func:`image_size` of a file (``opener`` may be an fsspec filesystem's ``open``)."""
-    with opener(path, "rb") as handle:
+def file_image_size(
+    path: str, opener: Callable[[str], Any] | None = None
+) -> tuple[int, int] | None:
+    """:func:`image_size` of a file: a local path, or one opened by ``opener`` (an fsspec
+    filesystem's ``open``)."""
+    if opener is None:
+        # a descriptor and positioned reads: the builtin open builds a file object and a
+        # buffer per image (143k headers: 1.2 s against 0.5 s)
+        handle = os.open(path, os.O_RDONLY)
+        try:
+            return image_size(lambda offset, size: os.pread(handle, size, offset))
+        finally:
+            os.close(handle)
+    with opener(path, "rb") as stream:
 
         def read(offset: int, size: int) -> bytes:
-            handle.seek(offset)
-            return handle.read(size)
+            stream.seek(offset)
+            return stream.read(size)
 
         return image_size(read)
 
@@ -167,8 +179,7 @@ def image_sizes_from_headers(
     if missing.num_rows == 0:
         return {}
     fs, root = _io.filesystem(image_root)
-    # fsspec's local open costs about 8 µs a file more than the builtin one
-    opener = open if _io.is_local(fs) else fs.open
+    opener = None if _io.is_local(fs) else fs.open
     sizes: dict[str, tuple[int, int]] = {}
     unreadable = 0
     for task_id, uri in zip(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import mmap
 import os
 import posixpath
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -31,10 +32,13 @@ __all__ = [
     "atomic_folder",
     "check_target",
     "files_under",
+    "files_within",
     "filesystem",
     "is_folder",
+    "is_plain_relative",
     "open_document",
     "read_bytes",
+    "read_local_files",
     "safe_relative",
 ]
 
@@ -87,6 +91,56 @@ def files_under(fs: fsspec.AbstractFileSystem, root: str) -> list[str]:
     return sorted(found)
 
 
+def files_within(fs: fsspec.AbstractFileSystem, root: str, depth: int) -> list[str]:
+    """The files of folder ``root`` and of its subfolders down to ``depth`` levels below it
+    (0: the folder's own files), as sorted POSIX paths relative to it. For readers that
+    look at a few known places: walking a large dataset's whole tree costs seconds."""
+    if not is_local(fs):
+        found = fs.find(root, maxdepth=depth + 1, withdirs=False)
+        return sorted(posixpath.relpath(p, root) for p in found)
+    found = []
+    level = [""]
+    for remaining in range(depth, -1, -1):
+        deeper = []
+        for folder in level:
+            with os.scandir(os.path.join(root, folder) if folder else root) as entries:
+                for entry in entries:
+                    name = f"{folder}/{entry.name}" if folder else entry.name
+                    if entry.is_dir():
+                        if remaining:
+                            deeper.append(name)
+                    elif entry.is_file():
+                        found.append(name)
+        level = deeper
+    return sorted(found)
+
+
+def read_local_files(paths: list[str]) -> list[bytes]:
+    """The contents of local files, in order.
+
+    With ``os.open`` and ``os.read`` rather than the builtin ``open``, which builds a file
+    object and a buffer per file: reading 143k small files took 1.2 s that way and 0.5 s
+    this way. Threads do not help: lookups in one folder serialize in the kernel here
+    (two threads took 1.2 s)."""
+    contents = []
+    for path in paths:
+        handle = os.open(path, os.O_RDONLY)
+        try:
+            size = os.fstat(handle).st_size
+            # one read for a regular file: asking one byte more than its size tells that
+            # it ended; one that grew meanwhile (or reports no size) is read to its end
+            data = os.read(handle, size + 1)
+            if len(data) > size or size == 0:
+                rest = [data]
+                while rest[-1]:
+                    rest.append(os.read(handle, 1 << 16))
+                data = b"".join(rest)
+        finally:
+            os.close(handle)
+        contents.append(data)
+    return contents
+
+
 def _identity(path: str) -> tuple[int, int]:
     status = os.stat(path)
     return status.st_dev, status.st_ino
@@ -137,6 +191,18 @@ def read_bytes(url: str) -> bytes:
         raise ParseError(str(url), None, "is a folder, expected a file") from None
 
 
+#: a relative POSIX path of plain components: none empty, ".", ".." or with a backslash,
+#: no drive letter or URL scheme (":" only after the first character of a component is
+#: allowed by the checks below; kept out here for simplicity)
+_PLAIN_RELATIVE = re.compile(r"(?!\.\.?(?:/|$))[^/\\:]+(?:/(?!\.\.?(?:/|$))[^/\\:]+)*")
+
+
+def is_plain_relative(path: str) -> bool:
+    """True for a relative POSIX path of plain components (what :func:`safe_relative`
+    returns unchanged)."""
+    return _PLAIN_RELATIVE.fullmatch(path) is not None
+
+
 def safe_relative(path: str, *, source: str, location: Any = None) -> str:
     """``path`` as a relative POSIX path that stays inside its root.
 
@@ -144,6 +210,8 @@ def safe_relative(path: str, *, source: str, location: Any = None) -> str:
     :class:`~annostore.ParseError`: paths taken from input must never let a writer leave
     its target folder.
     """
+    if is_plain_relative(path):
+        return path  # already in the form the checks below would give (the common case)
     text = path.replace("\\", "/")
     if text.startswith("/") or (len(text) > 1 and text[1] == ":") or "://" in text:
         raise ParseError(source, location, f"path {path!r} is absolute; expected a relative path")

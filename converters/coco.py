@@ -204,7 +204,8 @@ def annotation_files(root: str) -> list[tuple[str, str | None]]:
     the folder's own ``*.json``."""
     fs, base = _io.filesystem(root)
     base = base.rstrip("/")
-    relative = [p for p in _io.files_under(fs, base) if p.endswith(".json")]
+    # every place looked at is at most one folder down: no walk of the image folders
+    relative = [p for p in _io.files_within(fs, base, depth=1) if p.endswith(".json")]
     chosen = [p for p in relative if p.startswith("annotations/") and p.count("/") == 1]
     if not chosen:
         chosen = [

@@ -74,16 +74,18 @@ class _Layout:
         self.config_name: str | None = None
         self.names_file: str | None = None
         self.classes_from_folders: dict[str, str] = {}  # image → class (classify)
-        self.missing_images = 0
+        self.missing: set[str] = set()  # listed images that are not in the folder
         self.names_generated = False
-        self._assigned: dict[str, set[str]] = {}
+        self._first_split: dict[str, str] = {}
 
-    def assign(self, image: str, split: str) -> None:
-        """Put an image in a split; an image in several splits (train and val sharing
+    def assign(self, images: list[str], split: str) -> None:
+        """Put images in a split; an image in several splits (train and val sharing
         one list, as when a dataset has no split) has none."""
-        splits = self._assigned.setdefault(image, set())
-        splits.add(split)
-        self.images[image] = split if len(splits) == 1 else None
+        first = self._first_split
+        found = self.images
+        for image in images:
+            earlier = first.setdefault(image, split)
+            found[image] = split if earlier == split and found.get(image, split) == split else None
 
 
 class YoloConverter(Converter):
@@ -161,9 +163,9 @@ class YoloConverter(Converter):
             )
         report.counts = tables.counts
         report.skipped = collector.skipped
-        if layout.missing_images:
+        if layout.missing:
             report.notes.append(
-                f"{layout.missing_images} listed images are not in the folder (tasks kept)"
+                f"{len(layout.missing)} listed images are not in the folder (tasks kept)"
             )
         if layout.names_generated and tables.regions.num_rows:
             report.notes.append(
@@ -381,11 +383,10 @@ def _find_layout(
 ) -> _Layout:
     layout = _Layout()
     file_set = set(files)
-    folders = {posixpath.dirname(f) for f in files}
-    folders |= {posixpath.dirname(f) for f in folders}
+    folders = {f.rpartition("/")[0] for f in files}
     for path in list(folders):
         while path:
-            path = posixpath.dirname(path)
+            path = path.rpartition("/")[0]
             folders.add(path)
     if config_file is None:
         config_file = next((n for n in (*_CONFIG_NAMES, "obj.data") if n in file_set), None)
@@ -447,6 +448,7 @@ def _find_layout(
         if config_file and not source.endswith(config_file)
         else source
     )
+    lists: dict[str, list[str]] = {}  # list file → its images (train and val may share one)
     if split_entries and config_file and not config_file.endswith(".data"):
         for split, entry in split_entries.items():
             for item in entry if isinstance(entry, list) else [entry]:
@@ -462,6 +464,7 @@ def _find_layout(
                     layout,
                     config_path,
                     collector,
+                    lists,
                 )
     elif config_file and config_file.endswith(".data"):
         for split in ("train", "valid", "test"):
@@ -478,6 +481,7 @@ def _find_layout(
                     layout,
                     config_path,
                     collector,
+                    lists,
                 )
     if not layout.images:
         for image in images:
@@ -503,6 +507,7 @@ def _add_split(
     layout: _Layout,
     source: str,
     collector: SkipCollector,
+    lists: dict[str, list[str]],
 ) -> None:
     resolved = _resolve(root, base, entry, files, folders)
     if resolved is None:
@@ -510,43 +515,64 @@ def _add_split(
         return
     if resolved in files and not _is_image(resolved):
         # a list file: one image path per line
-        listed_base = posixpath.dirname(resolved)
-        for number, line in enumerate(_read_text(fs, f"{root}/{resolved}").splitlines(), 1):
-            item = line.strip()
-            if not item:
-                continue
+        if resolved not in lists:
+            lists[resolved] = _listed_images(
+                fs, root, resolved, files, folders, layout, source, collector
+            )
+        layout.assign(lists[resolved], split)
+        return
+    prefix = f"{resolved}/" if resolved else ""
+    layout.assign([image for image in images if image.startswith(prefix)], split)
+
+
+def _listed_images(
+    fs: Any,
+    root: str,
+    list_file: str,
+    files: set[str],
+    folders: set[str],
+    layout: _Layout,
+    source: str,
+    collector: SkipCollector,
+) -> list[str]:
+    """The images a list file names, as paths relative to root."""
+    listed_base = posixpath.dirname(list_file)
+    prefix = f"{listed_base}/" if listed_base else ""
+    found_images = []
+    for number, line in enumerate(_read_text(fs, f"{root}/{list_file}").splitlines(), 1):
+        item = line.strip()
+        if not item:
+            continue
+        # the common line, "./images/x.jpg" or "images/x.jpg" naming a file that is here,
+        # without the general resolution below (a million lines: seconds of path joins)
+        plain = item[2:] if item.startswith("./") else item
+        found = prefix + plain if _io.is_plain_relative(plain) else None
+        if found not in files:
             found = _resolve(root, listed_base, item, files, folders) or _resolve(
                 root, "", item, files, folders
             )
-            if found is None:
-                # a listed image that is not here (labels exported without their images)
-                # is still a task; its path is taken as written
-                try:
-                    found = _io.safe_relative(
-                        posixpath.normpath(posixpath.join(listed_base, item)),
-                        source=f"{source.rstrip('/')}/{resolved}",
-                        location=number,
-                    )
-                except ParseError as exc:
-                    collector.bad(exc.path, exc.location, exc.reason)
-                    continue
-                layout.missing_images += 1
-            layout.assign(found, split)
-        return
-    prefix = f"{resolved}/" if resolved else ""
-    for image in images:
-        if image.startswith(prefix):
-            layout.assign(image, split)
+        if found is None:
+            # a listed image that is not here (labels exported without their images)
+            # is still a task; its path is taken as written
+            try:
+                found = _io.safe_relative(
+                    posixpath.normpath(posixpath.join(listed_base, item)),
+                    source=f"{source.rstrip('/')}/{list_file}",
+                    location=number,
+                )
+            except ParseError as exc:
+                collector.bad(exc.path, exc.location, exc.reason)
+                continue
+            layout.missing.add(found)
+        found_images.append(found)
+    return found_images
 
 
 def _read_label_files(fs: Any, root: str, wanted: list[tuple[str, str]]) -> pa.Table:
     """(image, label path, content) of every label file that exists."""
     paths = [f"{root}/{label}" for _, label in wanted]
     if _io.is_local(fs):
-        contents = []
-        for path in paths:
-            with open(path, "rb") as handle:
-                contents.append(handle.read())
+        contents = _io.read_local_files(paths)
     else:
         fetched = fs.cat(paths) if paths else {}
         contents = [fetched[p] for p in paths]

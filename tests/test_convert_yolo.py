@@ -519,3 +519,118 @@ def test_folders_are_listed_like_fsspec_and_linked_folders_are_followed(
     direct, _ = annostore.read(source, "yolo")
     assert linked.regions.num_rows == direct.regions.num_rows > 0
     assert linked.regions.equals(direct.regions)
+
+
+def test_list_files_name_images_in_every_spelling(tmp_path: Path) -> None:
+    """Lines of an image list that the quick path resolves ("./images/…", "images/…") and
+    ones it leaves to the general rules ("images//…", "./images/../images/…", paths
+    relative to the dataset root from a list in a subfolder) give the same tasks; a list
+    that train and val share puts its images in no split, and an image it names that is
+    not there is counted once."""
+    root = write_folder(
+        tmp_path / "ds",
+        {
+            "labels/a.txt": "0 0.5 0.5 0.1 0.1\n",
+            "labels/b.txt": "0 0.5 0.5 0.2 0.2\n",
+            "labels/c.txt": "0 0.5 0.5 0.3 0.3\n",
+            "labels/d.txt": "0 0.5 0.5 0.4 0.4\n",
+            "lists/train.txt": "../images/a.png\nimages/b.png\n",
+            "all.txt": "./images/a.png\nimages//b.png\n./images/../images/c.png\nimages/d.png\n"
+            "images/gone.png\n",
+        },
+        "train: all.txt\nval: all.txt\ntest: lists/train.txt\nnames: [a]\n",
+    )
+    for name in "abcd":
+        image(root, f"images/{name}.png")
+    tables, report = annostore.read(root, "yolo")
+    splits = dict(
+        zip(
+            tables.tasks.column("task_id").to_pylist(),
+            tables.tasks.column("split").to_pylist(),
+            strict=True,
+        )
+    )
+    # a and b are also listed for test: three splits, so none; c and d: train and val
+    assert splits == {
+        "images/a": None,
+        "images/b": None,
+        "images/c": None,
+        "images/d": None,
+        "images/gone": None,
+    }
+    assert sorted(tables.regions.column("w").to_pylist()) == [0.1, 0.2, 0.3, 0.4]
+    assert "1 listed images are not in the folder (tasks kept)" in report.notes
+
+
+def test_one_list_gives_its_split(tmp_path: Path) -> None:
+    root = write_folder(
+        tmp_path / "ds",
+        {
+            "labels/a.txt": "0 0.5 0.5 0.1 0.1\n",
+            "labels/b.txt": "0 0.5 0.5 0.2 0.2\n",
+            "train.txt": "./images/a.png\n",
+            "val.txt": "./images/b.png\n",
+        },
+        "train: train.txt\nval: val.txt\nnames: [a]\n",
+    )
+    image(root, "images/a.png")
+    image(root, "images/b.png")
+    tables, _ = annostore.read(root, "yolo")
+    assert tables.tasks.column("split").to_pylist() == ["train", "val"]
+
+
+@given(st.text(alphabet="ab./\\:", max_size=12))
+def test_safe_relative_takes_plain_paths_as_they_are(path: str) -> None:
+    """The quick path for plain relative paths gives what the general rules give: the
+    path without empty and "." parts, or an error for "..", absolute paths, drive letters
+    and URLs."""
+    from annostore.converters import _io
+
+    text = path.replace("\\", "/")
+    parts = [p for p in text.split("/") if p not in ("", ".")]
+    refused = (
+        text.startswith("/")
+        or (len(text) > 1 and text[1] == ":")
+        or "://" in text
+        or ".." in parts
+        or not parts
+    )
+    if refused:
+        with pytest.raises(annostore.ParseError):
+            _io.safe_relative(path, source="list.txt")
+    else:
+        assert _io.safe_relative(path, source="list.txt") == "/".join(parts)
+
+
+def test_local_files_are_read_whole(tmp_path: Path) -> None:
+    from annostore.converters import _io
+
+    contents = [b"", b"0", b"0 0.5 0.5 0.1 0.1\n" * 20000, bytes(range(256)) * 300]
+    paths = []
+    for number, content in enumerate(contents):
+        path = tmp_path / f"{number}.txt"
+        path.write_bytes(content)
+        paths.append(str(path))
+    assert _io.read_local_files(paths) == contents
+    with pytest.raises(FileNotFoundError):
+        _io.read_local_files([str(tmp_path / "missing.txt")])
+
+
+def test_coco_folders_are_looked_for_one_level_down_only(tmp_path: Path) -> None:
+    """Telling a folder's format lists only where COCO files can be (the folder and its
+    direct subfolders), not the whole tree of images below them."""
+    from annostore.converters import _io
+
+    for relative in ("a.json", "annotations/b.json", "images/train/c.json", "images/d.png"):
+        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / relative).write_text("{}")
+    fs, root = _io.filesystem(str(tmp_path))
+    assert _io.files_within(fs, root, depth=0) == ["a.json"]
+    assert _io.files_within(fs, root, depth=1) == ["a.json", "annotations/b.json", "images/d.png"]
+    memory = {f"memory://within/{k}": b"{}" for k in ("a.json", "x/b.json", "x/y/c.json")}
+    import fsspec
+
+    for url, data in memory.items():
+        fsspec.filesystem("memory").pipe(url, data)
+    fs, root = _io.filesystem("memory://within")
+    assert _io.files_within(fs, root, depth=1) == ["a.json", "x/b.json"]
