@@ -634,3 +634,32 @@ def test_coco_folders_are_looked_for_one_level_down_only(tmp_path: Path) -> None
         fsspec.filesystem("memory").pipe(url, data)
     fs, root = _io.filesystem("memory://within")
     assert _io.files_within(fs, root, depth=1) == ["a.json", "x/b.json"]
+
+
+def test_lines_split_on_any_whitespace_and_text_must_be_utf8(tmp_path: Path) -> None:
+    """Tokens are split as Ultralytics splits them (any whitespace, tabs and padding
+    included); a byte-order mark (Windows editors) and CRLF line ends are not data; a
+    line that is not UTF-8 is named by file and line, and in skip mode only that line
+    goes."""
+    root = tmp_path / "ds"
+    (root / "labels").mkdir(parents=True)
+    (root / "data.yaml").write_text("train: images\nval: images\nnames: [a, b]\n")
+    image(root, "images/a.png")
+    image(root, "images/b.png")
+    (root / "labels" / "a.txt").write_bytes(
+        b"\xef\xbb\xbf0 0.5 0.5 0.1 0.1\r\n\t1\t0.5  0.5 0.2 0.2 \r\n \t \n"
+    )
+    (root / "labels" / "b.txt").write_bytes(b"0 0.5 0.5 0.3 0.3\n\xff\xfe 0.5\n1 0.5 0.5 0.4 0.4\n")
+    with pytest.raises(annostore.ParseError, match=r"labels/b.txt:2: the line is not UTF-8 text"):
+        annostore.read(root, "yolo")
+    tables, report = annostore.read(root, "yolo", errors="skip")
+    rows = tables.regions.sort_by([("w", "ascending")]).select(["label", "w"]).to_pylist()
+    assert rows == [
+        {"label": "a", "w": 0.1},
+        {"label": "b", "w": 0.2},
+        {"label": "a", "w": 0.3},
+        {"label": "b", "w": 0.4},
+    ]
+    assert [(s.location, s.reason) for s in report.skipped] == [
+        ("labels/b.txt:2", "the line is not UTF-8 text")
+    ]
