@@ -663,3 +663,14 @@ def test_lines_split_on_any_whitespace_and_text_must_be_utf8(tmp_path: Path) -> 
     assert [(s.location, s.reason) for s in report.skipped] == [
         ("labels/b.txt:2", "the line is not UTF-8 text")
     ]
+
+
+def test_a_lone_carriage_return_ends_a_line(tmp_path: Path) -> None:
+    """Old Mac line ends: two lines, not one with two numbers glued together."""
+    root = tmp_path / "ds"
+    (root / "labels").mkdir(parents=True)
+    (root / "data.yaml").write_text("train: images\nval: images\nnames: [a, b]\n")
+    image(root, "images/a.png")
+    (root / "labels" / "a.txt").write_bytes(b"0 0.5 0.5 0.1 0.1\r1 0.5 0.5 0.2 0.2\r")
+    tables, _ = annostore.read(root, "yolo")
+    assert sorted(tables.regions.column("w").to_pylist()) == [0.1, 0.2]
