@@ -48,18 +48,29 @@ def fragment_schema(table: str) -> pa.Schema:
     return arrow_schema(table).append(pa.field(ROW_HASH, pa.uint64(), nullable=False))
 
 
+#: string columns whose values repeat (a class name, a kind): dictionary-encoded. Ids and
+#: text are not: at 1M regions, dictionaries for every string column made encoding 20%
+#: slower and the file larger (31.7 MB against 30.9 MB), zstd finding the repeats anyway.
+_REPEATING = frozenset({"split", "kind", "annotator", "model_version", "type", "label"})
+
+
 def encode_parquet(table: pa.Table) -> bytes:
-    """Parquet bytes (zstd), deterministic for the same table and pyarrow release."""
+    """Parquet bytes (zstd), deterministic for the same table and pyarrow release.
+
+    Fragments (their schema names their table) carry min/max statistics for the key
+    columns only, which are what readers prune by; statistics of every column cost 12%
+    of the encoding time. Other files (tombstones, changesets) are all keys."""
     sink = pa.BufferOutputStream()
-    # Dictionaries pay off for repetitive strings, not for coordinates and hashes.
-    strings = [f.name for f in table.schema if pa.types.is_string(f.type)]
+    metadata = table.schema.metadata or {}
+    name = metadata.get(b"annostore.table", b"").decode()
+    statistics: bool | list[str] = list(KEYS[name]) if name in KEYS else True
     pq.write_table(
         table,
         sink,
         compression="zstd",
         row_group_size=FRAGMENT_ROWS,
-        write_statistics=True,
-        use_dictionary=strings,
+        write_statistics=statistics,
+        use_dictionary=[f.name for f in table.schema if f.name in _REPEATING],
     )
     return sink.getvalue().to_pybytes()
 

@@ -57,3 +57,40 @@ def test_sql_views_read_every_version_as_its_tables(tmp_path):
         columns = ", ".join(f'"{name}"' for name in expected.column_names)
         seen = version.sql(f"SELECT {columns} FROM regions").sort_by(order)
         assert seen.cast(expected.schema).equals(expected), f"version {version.number}"
+
+
+def test_fragments_carry_key_statistics_for_readers_that_prune(tmp_path):
+    """As docs/storage-format.md says: each fragment's key columns have min/max
+    statistics, those of the keys it holds (what another engine prunes by)."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    store = annostore.open(str(tmp_path / "s"))
+    ds = store.create_dataset("pets")
+    tables = annostore.Tables.from_pylist(
+        tasks=[{"task_id": f"t{i}"} for i in range(3)],
+        annotations=[{"annotation_id": f"a{i}", "task_id": f"t{i}"} for i in range(3)],
+        regions=[
+            {"annotation_id": f"a{i}", "region_id": f"r{j}", "type": "bbox", "label": "cat"}
+            for i in range(3)
+            for j in range(2)
+        ],
+    )
+    manifest = ds.commit(tables).manifest
+    fragment = manifest.tables["regions"].fragments[0]
+    metadata = pq.ParquetFile(tmp_path / "s" / "datasets" / "pets" / fragment.path).metadata
+    assert metadata.num_row_groups == 1
+    row_group = metadata.row_group(0)
+    columns = {
+        row_group.column(i).path_in_schema: row_group.column(i)
+        for i in range(row_group.num_columns)
+    }
+    rows = pq.read_table(tmp_path / "s" / "datasets" / "pets" / fragment.path)
+    for key in ("annotation_id", "region_id"):
+        statistics = columns[key].statistics
+        assert statistics.has_min_max
+        expected = pc.min_max(rows.column(key))
+        assert (statistics.min, statistics.max) == (
+            expected["min"].as_py(),
+            expected["max"].as_py(),
+        )
