@@ -119,16 +119,16 @@ def plan_table(
     con.register("incoming", incoming.append_column(ORDER, positions.column(0)))
     if (base is None or base.rows == 0) and nothing_removed:
         # Nothing to compare with: every incoming row is an insert.
-        # Input that is already in key order (the common case) needs no sort.
-        order_by = "" if is_sorted(incoming, keys) else f"ORDER BY {key_sql}"
-        changes = con.sql(
-            f"SELECT {key_sql}, 'I' AS op, NULL::UBIGINT AS old_hash, {row_hash_expression(table)} AS new_hash, "
-            f"{ORDER} FROM incoming {order_by}"
-        ).to_arrow_table()
-        if not order_by and not is_sorted(changes, keys):
-            # Fragments must hold sorted keys (their key ranges prune reads): never trust
-            # the scan order blindly.
-            changes = changes.sort_by([(k, "ascending") for k in keys])
+        if is_sorted(incoming, keys):
+            # Input already in key order (the common case): only the row hashes come from
+            # DuckDB; the keys stay the incoming columns (copying them out of DuckDB and
+            # back cost a tenth of a first commit at 1M regions).
+            changes = _inserts_in_place(con, table, incoming)
+        else:
+            changes = con.sql(
+                f"SELECT {key_sql}, 'I' AS op, NULL::UBIGINT AS old_hash, {row_hash_expression(table)} AS new_hash, "
+                f"{ORDER} FROM incoming ORDER BY {key_sql}"
+            ).to_arrow_table()
         con.unregister("incoming")
         return _write_change(storage, folder, table, incoming, changes, seq)
     hashed = f"(SELECT {key_sql}, {ORDER}, {row_hash_expression(table)} AS h FROM incoming)"
@@ -196,6 +196,35 @@ def plan_table(
     return _write_change(storage, folder, table, incoming, changes, seq)
 
 
+def _inserts_in_place(con: duckdb.DuckDBPyConnection, table: str, incoming: pa.Table) -> pa.Table:
+    """The changes of inserting every row of ``incoming`` (registered, in key order), in
+    its order: its key columns, op 'I', no old hash, each row's hash and position."""
+    hashed = con.sql(
+        f"SELECT {ORDER}, {row_hash_expression(table)} AS new_hash FROM incoming"
+    ).to_arrow_table()
+    positions = hashed.column(ORDER)
+    if not _counts_up(positions):
+        # DuckDB keeps a scan's order here; should it ever not, the rows go back in place
+        hashed = hashed.sort_by(ORDER)
+        positions = hashed.column(ORDER)
+    rows = incoming.num_rows
+    columns = incoming.select(list(KEYS[table]))
+    columns = columns.append_column("op", pa.repeat("I", rows))
+    columns = columns.append_column("old_hash", pa.nulls(rows, pa.uint64()))
+    columns = columns.append_column("new_hash", hashed.column("new_hash"))
+    return columns.append_column(ORDER, positions)
+
+
+def _counts_up(positions: pa.ChunkedArray) -> bool:
+    """True when ``positions`` are 0, 1, 2, … in order."""
+    if len(positions) == 0:
+        return True
+    combined = positions.combine_chunks()
+    return combined[0].as_py() == 0 and (
+        len(combined) == 1 or pc.all(pc.equal(pc.pairwise_diff(combined), 1)).as_py()
+    )
+
+
 #: SQL of the 64-bit hash of a key that the full-state comparison joins on (a template, so
 #: that a test can make it collide)
 KEY_HASH = "hash({keys})"
@@ -256,12 +285,13 @@ def _write_change(
         change.changes = changeset_schema(table).empty_table()
         return change
 
-    written = changes.filter(pc.not_equal(ops, "D"))
+    # (a filter copies every column even when it keeps every row)
+    written = changes.filter(pc.not_equal(ops, "D")) if change.deleted else changes
     change.fragments = write_fragments(
         storage, folder, table, _take_rows(table, incoming, written), seq
     )
-    removed = changes.filter(pc.not_equal(ops, "I")).select(keys)
-    if removed.num_rows:
+    if change.updated or change.deleted:
+        removed = changes.filter(pc.not_equal(ops, "I")).select(keys)
         ref = write_file(storage, folder, removed.cast(tombstone_schema(table)))
         change.tombstone = Tombstone(**ref.model_dump(), seq=seq)
     changeset = changes.select([*keys, "op", "old_hash"]).cast(changeset_schema(table))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import duckdb
 import pyarrow as pa
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from annostore import _fragments
@@ -52,3 +52,18 @@ def test_few_keys_pick_the_same_fragments_as_the_range_join(ranges, keys):
         f for f in fragments if any(tuple(f.key_min) <= k <= tuple(f.key_max) for k in keys)
     ]
     assert [id(f) for f in by_python] == [id(f) for f in expected]
+
+
+@given(st.lists(st.integers(min_value=0, max_value=5), max_size=30), st.integers(0, 5))
+@example([0, 1, 2, 3, 4, 5], 3)
+@example([0, 1, 2, 3, 4, 5], 0)
+@example([1, 2, 3], 1)
+@example([0, 2, 1], 2)
+def test_positions_count_up_only_when_they_are_0_1_2(values: list[int], cut: int) -> None:
+    """A first commit trusts DuckDB's scan order only when the row positions it returns
+    are 0, 1, 2, … (across chunk boundaries too); anything else is put back in place."""
+    from annostore._commit import _counts_up
+
+    chunks = [values[:cut], values[cut:]]
+    positions = pa.chunked_array([pa.array(c, pa.int64()) for c in chunks], pa.int64())
+    assert _counts_up(positions) == (values == list(range(len(values))))
