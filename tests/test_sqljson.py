@@ -32,3 +32,54 @@ def test_joined_texts_are_the_texts_and_separators(
 def test_a_null_text_is_refused() -> None:
     with pytest.raises(ValueError, match="null"):
         join_json_texts(pa.chunked_array([pa.array(["{}", None])]))
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.floats(allow_nan=False, allow_infinity=False),
+            st.integers(min_value=-(2**63), max_value=2**63 - 1),
+            st.one_of(st.none(), st.text()),
+            st.lists(st.floats(allow_nan=False, allow_infinity=False), max_size=4),
+        ),
+        min_size=1,
+        max_size=20,
+    )
+)
+def test_built_objects_are_the_text_a_merge_would_print(rows: list) -> None:
+    """Records without a base object are written as the text built from their values,
+    without the merge that parses and prints it again; it must be the same text (COCO
+    and Label Studio output stays byte-identical) and valid JSON with the same values."""
+    import json
+
+    from annostore._sql import connection
+    from annostore.converters._sqljson import merged_json_sql
+
+    table = pa.table(
+        {
+            "x": pa.array([r[0] for r in rows], pa.float64()),
+            "n": pa.array([r[1] for r in rows], pa.int64()),
+            "s": pa.array([r[2] for r in rows], pa.string()),
+            "v": pa.array([r[3] for r in rows], pa.list_(pa.float64())),
+            "base": pa.nulls(len(rows), pa.string()),
+        }
+    )
+    pairs = [("x", "x"), ("n", "n"), ("s", "s"), ("v", "v")]
+    with connection() as con:
+        con.register("records", table)
+        try:
+            quick, merged = zip(
+                *con.sql(
+                    f"""SELECT {merged_json_sql("base", pairs, drop=["exact"])},
+                               json_merge_patch(json_merge_patch('{{}}'::JSON, '{{"exact": null}}'::JSON),
+                                                {merged_json_sql("'{}'", pairs)}::JSON)::VARCHAR
+                        FROM records"""
+                ).fetchall(),
+                strict=True,
+            )
+        finally:
+            con.unregister("records")
+    assert list(quick) == list(merged)
+    for text, (x, n, s, v) in zip(quick, rows, strict=True):
+        expected = {"x": x, "n": n, "v": v} | ({"s": s} if s is not None else {})
+        assert json.loads(text) == expected
