@@ -34,6 +34,9 @@ def test_a_null_text_is_refused() -> None:
         join_json_texts(pa.chunked_array([pa.array(["{}", None])]))
 
 
+BASES = [None, '{"exact": {"x": 1}}', '{"keep": "k"}', '{"exact": 1, "keep": [2]}', "{}"]
+
+
 @given(
     st.lists(
         st.tuples(
@@ -41,6 +44,7 @@ def test_a_null_text_is_refused() -> None:
             st.integers(min_value=-(2**63), max_value=2**63 - 1),
             st.one_of(st.none(), st.text()),
             st.lists(st.floats(allow_nan=False, allow_infinity=False), max_size=4),
+            st.sampled_from(BASES),
         ),
         min_size=1,
         max_size=20,
@@ -48,12 +52,13 @@ def test_a_null_text_is_refused() -> None:
 )
 def test_built_objects_are_the_text_a_merge_would_print(rows: list) -> None:
     """Records without a base object are written as the text built from their values,
-    without the merge that parses and prints it again; it must be the same text (COCO
-    and Label Studio output stays byte-identical) and valid JSON with the same values."""
+    without the merge that parses and prints it again; it must be the text the merge
+    gives (COCO and Label Studio output stays byte-identical), and every record valid
+    JSON with its base's kept keys and the values set on top."""
     import json
 
     from annostore._sql import connection
-    from annostore.converters._sqljson import merged_json_sql
+    from annostore.converters._sqljson import json_object_sql, merged_json_sql
 
     table = pa.table(
         {
@@ -61,25 +66,27 @@ def test_built_objects_are_the_text_a_merge_would_print(rows: list) -> None:
             "n": pa.array([r[1] for r in rows], pa.int64()),
             "s": pa.array([r[2] for r in rows], pa.string()),
             "v": pa.array([r[3] for r in rows], pa.list_(pa.float64())),
-            "base": pa.nulls(len(rows), pa.string()),
+            "base": pa.array([r[4] for r in rows], pa.string()),
         }
     )
     pairs = [("x", "x"), ("n", "n"), ("s", "s"), ("v", "v")]
+    always_merged = (
+        "json_merge_patch(json_merge_patch(coalesce(base, '{}')::JSON, "
+        f"""'{{"exact": null}}'::JSON), {json_object_sql(pairs)})::VARCHAR"""
+    )
     with connection() as con:
         con.register("records", table)
         try:
-            quick, merged = zip(
+            written, merged = zip(
                 *con.sql(
-                    f"""SELECT {merged_json_sql("base", pairs, drop=["exact"])},
-                               json_merge_patch(json_merge_patch('{{}}'::JSON, '{{"exact": null}}'::JSON),
-                                                {merged_json_sql("'{}'", pairs)}::JSON)::VARCHAR
-                        FROM records"""
+                    f"SELECT {merged_json_sql('base', pairs, drop=['exact'])}, {always_merged} FROM records"
                 ).fetchall(),
                 strict=True,
             )
         finally:
             con.unregister("records")
-    assert list(quick) == list(merged)
-    for text, (x, n, s, v) in zip(quick, rows, strict=True):
-        expected = {"x": x, "n": n, "v": v} | ({"s": s} if s is not None else {})
+    assert list(written) == list(merged)
+    for text, (x, n, s, v, base) in zip(written, rows, strict=True):
+        kept = {k: value for k, value in json.loads(base or "{}").items() if k != "exact"}
+        expected = kept | {"x": x, "n": n, "v": v} | ({"s": s} if s is not None else {})
         assert json.loads(text) == expected
