@@ -17,6 +17,7 @@ from typing import TypeVar
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from annostore.schemas import KEYS, arrow_schema
@@ -367,14 +368,19 @@ def live_rows(
         return rows.select(wanted)
 
     total = rows.num_rows
-    positions = (
-        con.sql(f"SELECT range AS {POSITION} FROM range({total})").to_arrow_table().column(0)
-    )
     seqs = pa.chunked_array(
         [
             pa.repeat(pa.scalar(f.seq, pa.int64()), p.num_rows)
             for f, p in zip(fragments, parts, strict=True)
-        ]
+        ],
+        pa.int64(),
+    )
+    if restrict is not None and restrict.num_rows <= _FEW_KEYS:
+        dead = tombstoned_keys(storage, folder, table, tombstones) if tombstones else None
+        kept = _few_live_positions(keys, rows.select(keys), seqs, restrict, dead)
+        return take_rows(rows.select(wanted), kept)
+    positions = (
+        con.sql(f"SELECT range AS {POSITION} FROM range({total})").to_arrow_table().column(0)
     )
     located = rows.select(keys).append_column(SEQ, seqs).append_column(POSITION, positions)
     con.register("located", located)
@@ -399,6 +405,54 @@ def live_rows(
     if len(kept) == total:
         return rows.select(wanted)
     return take_rows(rows.select(wanted), kept)
+
+
+def _few_live_positions(
+    keys: Sequence[str],
+    rows: pa.Table,
+    seqs: pa.ChunkedArray,
+    wanted: pa.Table,
+    dead: pa.Table | None,
+) -> pa.Array:
+    """Positions, ascending, of the ``rows`` (key columns, ``seqs`` their fragments' seq)
+    whose key is one of a few ``wanted`` keys and that no tombstone of a later seq in
+    ``dead`` names: what the SQL in :func:`live_rows` selects, for a small edit.
+
+    Arrow's ``is_in`` narrows the rows to those whose every key column holds a wanted
+    value, and only those few are compared as whole keys; the SQL took 5-10 ms a call
+    here, most of a 100-row commit's reading."""
+
+    def narrowed(table: pa.Table, by: pa.Table) -> pa.Array:
+        mask = None
+        for key in keys:
+            found = pc.is_in(table.column(key), value_set=by.column(key).combine_chunks())
+            mask = found if mask is None else pc.and_(mask, found)
+        return pc.indices_nonzero(mask)
+
+    def key_tuples(table: pa.Table) -> list[tuple]:
+        return list(zip(*(table.column(key).to_pylist() for key in keys), strict=True))
+
+    candidates = narrowed(rows, wanted)
+    if len(candidates) == 0:
+        return pa.array([], pa.uint64())
+    candidate_keys = take_rows(rows, candidates)
+    until: dict[tuple, int] = {}
+    if dead is not None:
+        named = take_rows(dead, narrowed(dead, candidate_keys))
+        for key, seq in zip(key_tuples(named), named.column(SEQ).to_pylist(), strict=True):
+            until[key] = max(seq, until.get(key, seq))
+    wanted_keys = set(key_tuples(wanted))
+    kept = [
+        position
+        for position, key, seq in zip(
+            candidates.to_pylist(),
+            key_tuples(candidate_keys),
+            pc.take(seqs, candidates).to_pylist(),
+            strict=True,
+        )
+        if key in wanted_keys and until.get(key, seq) <= seq
+    ]
+    return pa.array(kept, pa.uint64())
 
 
 def register_live_rows(

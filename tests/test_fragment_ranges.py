@@ -67,3 +67,43 @@ def test_positions_count_up_only_when_they_are_0_1_2(values: list[int], cut: int
     chunks = [values[:cut], values[cut:]]
     positions = pa.chunked_array([pa.array(c, pa.int64()) for c in chunks], pa.int64())
     assert _counts_up(positions) == (values == list(range(len(values))))
+
+
+_KEY_TEXT = st.text(alphabet="ab\x00é", max_size=2)
+
+
+@given(
+    st.lists(st.tuples(_KEY_TEXT, _KEY_TEXT, st.integers(1, 4)), max_size=25),
+    st.lists(st.tuples(_KEY_TEXT, _KEY_TEXT), max_size=8),
+    st.lists(st.tuples(_KEY_TEXT, _KEY_TEXT, st.integers(1, 5)), max_size=12),
+)
+def test_a_small_edit_finds_the_live_rows_of_its_keys(rows, wanted, dead) -> None:
+    """For a few keys, the rows read back are those with a wanted key (both columns, as a
+    pair) that no tombstone of a later commit names, in order: counted here row by row."""
+    keys = ["annotation_id", "region_id"]
+
+    def table(items, extra=None):
+        columns = {
+            key: pa.array([item[i] for item in items], pa.string()) for i, key in enumerate(keys)
+        }
+        if extra:
+            columns[extra] = pa.array([item[2] for item in items], pa.int64())
+        return pa.table(columns)
+
+    row_table = table(rows, "_seq")
+    until: dict = {}
+    for a, r, seq in dead:
+        until[(a, r)] = max(seq, until.get((a, r), seq))
+    expected = [
+        position
+        for position, (a, r, seq) in enumerate(rows)
+        if (a, r) in set(wanted) and until.get((a, r), seq) <= seq
+    ]
+    found = _fragments._few_live_positions(
+        keys,
+        row_table.select(keys),
+        row_table.column("_seq"),
+        table(wanted),
+        table(dead, "_seq") if dead else None,
+    )
+    assert found.to_pylist() == expected
