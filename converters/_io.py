@@ -191,9 +191,8 @@ def read_bytes(url: str) -> bytes:
         raise ParseError(str(url), None, "is a folder, expected a file") from None
 
 
-#: a relative POSIX path of plain components: none empty, ".", ".." or with a backslash,
-#: no drive letter or URL scheme (":" only after the first character of a component is
-#: allowed by the checks below; kept out here for simplicity)
+#: a relative POSIX path of plain components: none empty, "." or "..", and no backslash
+#: or ":" anywhere (a drive letter or URL needs one; such paths take the general checks)
 _PLAIN_RELATIVE = re.compile(r"(?!\.\.?(?:/|$))[^/\\:]+(?:/(?!\.\.?(?:/|$))[^/\\:]+)*")
 
 
