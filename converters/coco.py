@@ -205,7 +205,7 @@ def annotation_files(root: str) -> list[tuple[str, str | None]]:
     fs, base = _io.filesystem(root)
     base = base.rstrip("/")
     # every place looked at is at most one folder down: no walk of the image folders
-    relative = [p for p in _io.files_within(fs, base, depth=1) if p.endswith(".json")]
+    relative = [p for p in _io.files_under(fs, base, depth=1) if p.endswith(".json")]
     chosen = [p for p in relative if p.startswith("annotations/") and p.count("/") == 1]
     if not chosen:
         chosen = [

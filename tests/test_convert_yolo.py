@@ -625,15 +625,15 @@ def test_coco_folders_are_looked_for_one_level_down_only(tmp_path: Path) -> None
         (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / relative).write_text("{}")
     fs, root = _io.filesystem(str(tmp_path))
-    assert _io.files_within(fs, root, depth=0) == ["a.json"]
-    assert _io.files_within(fs, root, depth=1) == ["a.json", "annotations/b.json", "images/d.png"]
+    assert _io.files_under(fs, root, depth=0) == ["a.json"]
+    assert _io.files_under(fs, root, depth=1) == ["a.json", "annotations/b.json", "images/d.png"]
     memory = {f"memory://within/{k}": b"{}" for k in ("a.json", "x/b.json", "x/y/c.json")}
     import fsspec
 
     for url, data in memory.items():
         fsspec.filesystem("memory").pipe(url, data)
     fs, root = _io.filesystem("memory://within")
-    assert _io.files_within(fs, root, depth=1) == ["a.json", "x/b.json"]
+    assert _io.files_under(fs, root, depth=1) == ["a.json", "x/b.json"]
 
 
 def test_lines_split_on_any_whitespace_and_text_must_be_utf8(tmp_path: Path) -> None:
