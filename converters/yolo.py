@@ -77,16 +77,13 @@ class _Layout:
         self.classes_from_folders: dict[str, str] = {}  # image → class (classify)
         self.missing: set[str] = set()  # listed images that are not in the folder
         self.names_generated = False
-        self._first_split: dict[str, str] = {}
 
     def assign(self, images: list[str], split: str) -> None:
         """Put images in a split; an image in several splits (train and val sharing
         one list, as when a dataset has no split) has none."""
-        first = self._first_split
         found = self.images
         for image in images:
-            earlier = first.setdefault(image, split)
-            found[image] = split if earlier == split and found.get(image, split) == split else None
+            found[image] = split if found.get(image, split) == split else None
 
 
 class YoloConverter(Converter):
