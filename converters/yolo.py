@@ -908,18 +908,16 @@ def _parse(
                            coalesce(score::VARCHAR, ''))), 16) AS content
                 FROM s
             )
-            SELECT annotation_id,
-                   content || CASE WHEN row_number() OVER w > 1 THEN '-' || (row_number() OVER w - 1) ELSE '' END
-                       AS region_id,
+            SELECT annotation_id, content AS region_id,
                    type, label, score, x, y, w, h, NULL::DOUBLE AS rotation, polygons, keypoints,
                    NULL AS mask, NULL::BIGINT AS start, NULL::BIGINT AS "end", NULL AS value,
                    NULL AS parent_id,
                    {extra} AS extra
             FROM r
-            WINDOW w AS (PARTITION BY annotation_id, content ORDER BY content)
-            ORDER BY annotation_id, region_id
+            ORDER BY annotation_id, region_id, extra
             """
         ).to_arrow_table()
+        regions = _number_repeated_ids(regions)
     finally:
         con.unregister("yolo_tasks")
         con.execute("DROP TABLE IF EXISTS yolo_regions")
@@ -935,6 +933,41 @@ def _parse(
         labels=pa.Table.from_pylist(label_rows) if label_rows else None,
         metadata=metadata,
     )
+
+
+def _number_repeated_ids(regions: pa.Table) -> pa.Table:
+    """Regions sorted by annotation and content id, with the second, third, … region of the
+    same content in an annotation given ``-1``, ``-2``, … after its id.
+
+    Repeats sit next to each other in that order, so they are found by comparing each row
+    with the one before (a SQL window partitioned by annotation and content sorted the
+    million rows again: 1 s of a 2.3 s statement at 1M regions).
+    """
+    if regions.num_rows < 2:
+        return regions
+    annotations = regions.column("annotation_id").combine_chunks()
+    ids = regions.column("region_id").combine_chunks()
+    before, after = slice(0, len(ids) - 1), slice(1, None)
+    repeats = pc.and_(
+        pc.equal(annotations[after], annotations[before]), pc.equal(ids[after], ids[before])
+    )
+    if not pc.any(repeats).as_py():
+        return regions
+    # a row's number in its run of repeats: its position minus the position the run starts at
+    positions = pc.cumulative_sum(pc.cast(pc.is_valid(ids), pa.int64()))  # 1, 2, 3, …
+    repeated = pa.concat_arrays([pa.array([False]), repeats])
+    starts = pc.cumulative_max(pc.if_else(repeated, 0, positions))
+    occurrence = pc.subtract(positions, starts)
+    numbered = pc.if_else(
+        pc.greater(occurrence, 0),
+        pc.binary_join_element_wise(ids, pc.cast(occurrence, pa.string()), "-"),
+        ids,
+    )
+    regions = regions.set_column(regions.schema.get_field_index("region_id"), "region_id", numbered)
+    if pc.max(occurrence).as_py() >= 10:
+        # "x-10" sorts before "x-2": the keys go back into byte order
+        regions = regions.sort_by([("annotation_id", "ascending"), ("region_id", "ascending")])
+    return regions
 
 
 def _yolo_metadata(layout: _Layout, variant: str) -> dict[str, Any]:

@@ -143,6 +143,27 @@ def test_background_unlabeled_and_predictions(tmp_path: Path) -> None:
     assert (tmp_path / "preds/labels/train/pred.txt").read_text() == "1 0.5 0.5 0.2 0.2 0.87\n"
 
 
+def test_many_identical_lines_keep_distinct_ids_in_key_order(tmp_path: Path) -> None:
+    # a crowd of identical boxes (a detector's duplicate output): twelve regions, ids in
+    # byte order ("-10" before "-2"), and all twelve lines come back out
+    line = "0 0.25 0.5 0.125 0.0625\n"
+    root = write_folder(
+        tmp_path / "ds",
+        {"labels/train/crowd.txt": line * 12 + "0 0.75 0.5 0.1 0.1\n"},
+        "train: images/train\nnames:\n  0: cat\n",
+    )
+    image(root, "images/train/crowd.png")
+    tables, _ = annostore.read(root, "yolo")
+    ids = tables.regions.column("region_id").to_pylist()
+    assert ids == sorted(ids) and len(set(ids)) == 13
+    (base,) = {i for i in ids if "-" not in i and f"{i}-1" in ids}
+    repeated = [i for i in ids if i.startswith(base)]
+    assert len(repeated) == 12 and set(repeated) == {base} | {f"{base}-{n}" for n in range(1, 12)}
+    annostore.write(tables, tmp_path / "out", "yolo")
+    lines = (tmp_path / "out/labels/train/crowd.txt").read_text().splitlines()
+    assert sorted(lines) == sorted((line * 12 + "0 0.75 0.5 0.1 0.1\n").splitlines())
+
+
 def test_numbers_keep_every_digit_and_classes_stay_integers(tmp_path: Path) -> None:
     line = "52 0.38958333333333334 0.1234567891234 0.02734375 0.25972222222222224\n"
     root = write_folder(
