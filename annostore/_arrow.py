@@ -39,3 +39,18 @@ def take_rows(table: pa.Table, indices: pa.Array | pa.ChunkedArray) -> pa.Table:
         return gathered  # the rows came out in the order asked for
     # Back into that order: a gather over the small result only.
     return gathered.combine_chunks().take(pc.sort_indices(where))
+
+
+def is_sorted(table: pa.Table, keys: list[str]) -> bool:
+    """True when the rows are in strictly ascending key order (byte order, as DuckDB sorts)."""
+    if table.num_rows < 2:
+        return True
+    ascending = None  # rows i and i+1 are in order, decided by the key columns so far
+    tied = None  # rows i and i+1 are equal in the key columns so far
+    for key in keys:
+        column = table.column(key).combine_chunks()
+        current, following = column.slice(0, len(column) - 1), column.slice(1)
+        less, equal = pc.less(current, following), pc.equal(current, following)
+        ascending = less if ascending is None else pc.or_(ascending, pc.and_(tied, less))
+        tied = equal if tied is None else pc.and_(tied, equal)
+    return bool(pc.all(ascending).as_py())

@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 
 from annostore.schemas import KEYS, TABLE_NAMES
 
-from ._arrow import take_rows
+from ._arrow import is_sorted, take_rows
 from ._fragments import (
     FRAGMENT_ROWS,
     SMALL_FRAGMENT_ROWS,
@@ -301,21 +301,6 @@ def _write_change(
     )
     change.changes = changeset.select([*keys, "op"])
     return change
-
-
-def is_sorted(table: pa.Table, keys: list[str]) -> bool:
-    """True when the rows are in strictly ascending key order (byte order, as DuckDB sorts)."""
-    if table.num_rows < 2:
-        return True
-    ascending = None  # rows i and i+1 are in order, decided by the key columns so far
-    tied = None  # rows i and i+1 are equal in the key columns so far
-    for key in keys:
-        column = table.column(key).combine_chunks()
-        current, following = column.slice(0, len(column) - 1), column.slice(1)
-        less, equal = pc.less(current, following), pc.equal(current, following)
-        ascending = less if ascending is None else pc.or_(ascending, pc.and_(tied, less))
-        tied = equal if tied is None else pc.and_(tied, equal)
-    return bool(pc.all(ascending).as_py())
 
 
 def _take_rows(table: str, incoming: pa.Table, written: pa.Table) -> Iterator[pa.Table]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import itertools
 import os
 import threading
 from collections import OrderedDict, deque
@@ -90,11 +91,17 @@ def write_fragments(
     storage: Storage, folder: str, table: str, batches: Iterable[pa.Table], seq: int
 ) -> list[Fragment]:
     """Write rows (sorted by key, with ``_row_hash``) as fragments of at most FRAGMENT_ROWS."""
+    chunks = _rechunk(batches, FRAGMENT_ROWS)
+    first = next(chunks, None)
+    second = next(chunks, None) if first is not None else None
+    if second is None:
+        # one fragment (a small edit): no threads to start (about 1 ms each here)
+        return [] if first is None else [_write_fragment(storage, folder, table, first, seq)]
     fragments: list[Fragment] = []
     # Encoding, hashing and writing release the GIL: overlap them, a bounded few at a time.
     with ThreadPoolExecutor(max_workers=_WRITERS) as pool:
         pending: deque[Future[Fragment]] = deque()
-        for chunk in _rechunk(batches, FRAGMENT_ROWS):
+        for chunk in itertools.chain([first, second], chunks):
             pending.append(pool.submit(_write_fragment, storage, folder, table, chunk, seq))
             if len(pending) >= 2 * _WRITERS:
                 fragments.append(pending.popleft().result())
@@ -209,11 +216,40 @@ def read_files(
 def map_io(function: Callable[[T], R], items: Sequence[T]) -> list[R]:
     """``[function(item) for item in items]``, a few at a time on threads (for work that
     releases the GIL: reading, hashing, decoding); the first error is raised."""
-    if len(items) <= 1:
+    if len(items) <= 1 or getattr(_in_pool, "worker", False):
+        # (a call from one of the pool's own threads runs in place: waiting there for
+        # the pool could wait forever)
         return [function(item) for item in items]
-    # A pool per call: a module-wide one would be dead in a forked child.
-    with ThreadPoolExecutor(max_workers=min(_WRITERS, len(items))) as pool:
-        return list(pool.map(function, items))
+    return list(_io_pool().map(function, items))
+
+
+_in_pool = threading.local()
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _io_pool() -> ThreadPoolExecutor:
+    """The process's reading threads, started once: a pool per call started its threads
+    on every small commit (about 1 ms a thread here)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(
+                max_workers=_WRITERS,
+                thread_name_prefix="annostore-io",
+                initializer=lambda: setattr(_in_pool, "worker", True),
+            )
+        return _pool
+
+
+def _forget_pool() -> None:
+    # a forked child has none of its parent's threads: it starts a pool of its own
+    global _pool, _pool_lock
+    _pool, _pool_lock = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):  # (not on Windows, which does not fork)
+    os.register_at_fork(after_in_child=_forget_pool)
 
 
 def _read_fragments(

@@ -13,6 +13,7 @@ from pydantic import TypeAdapter, ValidationError
 from annostore.errors import SchemaError
 from annostore.schemas import COLUMNS, KEYS, RECORD_MODELS, TABLE_NAMES, Column, arrow_schema
 
+from ._arrow import is_sorted
 from ._provenance import is_version_table
 from ._sql import connection, first_row
 
@@ -270,8 +271,11 @@ class Tables:
         with connection() as con:
             for name in TABLE_NAMES:
                 table = getattr(self, name)
-                if table.num_rows < 2 or is_version_table(table, name):
-                    continue  # a version's own table object has unique keys
+                if is_version_table(table, name) or is_sorted(table, list(KEYS[name])):
+                    # a version's own table object has unique keys, and so do keys in
+                    # strictly ascending order (the usual input: 0.3 ms for 100 rows and
+                    # 30-50 ms for 1M, against 8 ms and 0.19 s for grouping them in DuckDB)
+                    continue
                 keys = ", ".join(f'"{k}"' for k in KEYS[name])
                 con.register("checked", table)
                 duplicate = first_row(

@@ -163,6 +163,19 @@ def test_nonconforming_tables_raise_schema_error(kwargs, message):
         annostore.Tables(**kwargs)
 
 
+def test_duplicate_keys_are_found_among_ordered_rows():
+    # ascending keys are unique without grouping; one repeat among them is still found
+    ids = [f"a{n:04d}" for n in range(1000)]
+    annostore.Tables(tasks=pa.table({"task_id": ids}))
+    with pytest.raises(annostore.SchemaError, match="duplicate key task_id='a0500' \\(2 rows\\)"):
+        annostore.Tables(tasks=pa.table({"task_id": ids[:501] + ids[500:]}))
+    # ordered by the first key column, the second may go down: still unique
+    regions = {"annotation_id": ["x", "x", "y"], "region_id": ["1", "2", "1"], "type": ["bbox"] * 3}
+    assert (
+        annostore.Tables(regions=pa.table(regions), check_references=False).counts["regions"] == 3
+    )
+
+
 def test_references_can_be_left_unchecked_for_partial_rows():
     partial = annostore.Tables(
         regions=pa.table({"annotation_id": ["x"], "region_id": ["1"], "type": ["bbox"]}),

@@ -118,7 +118,7 @@ def test_registry_loads_module_attr_strings_lazily():
 def test_is_sorted_agrees_with_byte_order(rows):
     """The first-commit shortcut skips sorting only when keys are strictly ascending in the
     byte order DuckDB sorts by; a wrong answer would break fragment key ranges."""
-    from annostore._commit import is_sorted
+    from annostore._arrow import is_sorted
 
     table = pa.table(
         {"a": [r[0] for r in rows], "b": [r[1] for r in rows]},
@@ -127,3 +127,34 @@ def test_is_sorted_agrees_with_byte_order(rows):
     encoded = [(a.encode(), b.encode()) for a, b in rows]
     expected = all(x < y for x, y in itertools.pairwise(encoded))
     assert is_sorted(table, ["a", "b"]) == expected
+
+
+def test_parallel_reads_nest_and_survive_a_fork():
+    # the reading threads are shared: a read started from one of them runs in place
+    # instead of waiting for the busy pool, and a forked child starts threads of its own
+    import multiprocessing
+    import sys
+    import threading
+
+    from annostore._fragments import map_io
+
+    def squares_of_squares(n: int) -> list[int]:
+        return map_io(lambda m: m * m, [n, n + 1, n + 2])
+
+    results = []
+    worker = threading.Thread(target=lambda: results.append(map_io(squares_of_squares, [1, 2, 3])))
+    worker.start()
+    worker.join(timeout=30)
+    assert not worker.is_alive(), "nested parallel reads waited for each other"
+    assert results == [[[1, 4, 9], [4, 9, 16], [9, 16, 25]]]
+    if sys.platform.startswith("linux"):
+        child = multiprocessing.get_context("fork").Process(target=_map_in_child)
+        child.start()
+        child.join(timeout=30)
+        assert child.exitcode == 0
+
+
+def _map_in_child() -> None:
+    from annostore._fragments import map_io
+
+    raise SystemExit(0 if map_io(str, [1, 2, 3]) == ["1", "2", "3"] else 1)
