@@ -1053,7 +1053,8 @@ def _render(
                 CASE WHEN ex_bbox_ok THEN ex_bbox[2] ELSE scaled(y, ih) END AS b_y,
                 CASE WHEN ex_bbox_ok THEN ex_bbox[3] ELSE scaled(w, iw) END AS b_w,
                 CASE WHEN ex_bbox_ok THEN ex_bbox[4] ELSE scaled(h, ih) END AS b_h,
-                CASE WHEN ex_seg IS NOT NULL
+                CASE WHEN polygons IS NULL THEN NULL  -- (no lambda machinery for a box)
+                     WHEN ex_seg IS NOT NULL
                           AND list_transform(ex_seg, lambda ring: divided_xy(ring, iw, ih)) = polygons
                      THEN ex_seg
                      ELSE list_transform(polygons, lambda ring: scaled_xy(ring, iw, ih)) END AS rings,
