@@ -7,6 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -695,3 +696,48 @@ def test_a_lone_carriage_return_ends_a_line(tmp_path: Path) -> None:
     (root / "labels" / "a.txt").write_bytes(b"0 0.5 0.5 0.1 0.1\r1 0.5 0.5 0.2 0.2\r")
     tables, _ = annostore.read(root, "yolo")
     assert sorted(tables.regions.column("w").to_pylist()) == [0.1, 0.2]
+
+
+_token = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True).map(repr),
+    st.integers(-(10**20), 10**20).map(str),
+    st.text(alphabet="0123456789.eE+-_xainfINF", min_size=1, max_size=8),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(_token, min_size=1, max_size=6), min_size=1, max_size=20))
+def test_label_values_are_parsed_as_duckdb_parses_them(lines):
+    # label tokens become numbers by Arrow's cast when a batch is all numbers, else by
+    # DuckDB's TRY_CAST: either way the values, and the first token that is no finite
+    # number (what an error message names), are the same
+    import math
+
+    from annostore._sql import connection
+    from annostore.converters.yolo import _first_bad_tokens, _token_values
+
+    tokens = pa.array(lines, pa.list_(pa.string()))
+    with connection() as con:
+        got = _token_values(con, tokens).to_pylist()
+        con.register("tokens_table", pa.table({"tokens": tokens}))
+        expected = [
+            row[0]
+            for row in con.sql("SELECT TRY_CAST(tokens AS DOUBLE[]) FROM tokens_table").fetchall()
+        ]
+        con.unregister("tokens_table")
+
+    def same(a, b):
+        return a == b or (a is not None and b is not None and math.isnan(a) and math.isnan(b))
+
+    assert all(
+        len(g) == len(e) and all(same(a, b) for a, b in zip(g, e, strict=True))
+        for g, e in zip(got, expected, strict=True)
+    )
+    first_bad = [
+        next(
+            (t for t, v in zip(line, values, strict=True) if v is None or not math.isfinite(v)),
+            None,
+        )
+        for line, values in zip(lines, expected, strict=True)
+    ]
+    assert _first_bad_tokens(tokens, pa.array(got, pa.list_(pa.float64()))).to_pylist() == first_bad
