@@ -19,6 +19,7 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from annostore._sql import literal as sql_string
 from annostore.errors import ParseError
@@ -248,25 +249,111 @@ def json_object_text(pairs: Sequence[tuple[str, str]]) -> str:
     """:func:`json_object_sql` as VARCHAR text: each value printed by ``to_json``, the
     same printer that parsing and printing the object again would use, so the text is
     what ``json(...)`` of it gives (checked on a million generated COCO records)."""
+    return f"('{{' || {_entries_text(pairs)} || '}}')"
+
+
+def _entries_text(pairs: Sequence[tuple[str, str]]) -> str:
+    """SQL: the ``"key":value`` entries of the non-null pairs, joined by commas."""
     entries = ", ".join(
         f"{sql_string(json.dumps(key) + ':')} || to_json({value})::VARCHAR" for key, value in pairs
     )
-    return f"('{{' || concat_ws(',', {entries}) || '}}')"
+    return f"concat_ws(',', {entries})"
 
 
 def merged_json_sql(base: str, pairs: Sequence[tuple[str, str]], drop: Sequence[str] = ()) -> str:
     """SQL: the JSON object ``base`` (JSON text or NULL) without ``drop`` keys, with the
     non-null ``pairs`` set on top; the result is VARCHAR."""
-    cleaned = f"{base}::JSON"
-    if drop:
-        patch = json.dumps({key: None for key in drop})
-        cleaned = f"json_merge_patch({cleaned}, {sql_string(patch)}::JSON)"
+    cleaned = _cleaned(base, drop)
     # most records have no base: their object is the text built, without a merge (which
     # parses it and prints it again: 2.4 s against 0.6 s for a million COCO records)
     return (
         f"CASE WHEN {base} IS NULL THEN {json_object_text(pairs)} "
         f"ELSE json_merge_patch({cleaned}, {json_object_sql(pairs)})::VARCHAR END"
     )
+
+
+def numbered_json_sql(
+    base: str,
+    key: str,
+    placeholder: str,
+    pairs: Sequence[tuple[str, str]],
+    drop: Sequence[str] = (),
+) -> tuple[str, str]:
+    """:func:`merged_json_sql` of ``(key, <a number>)`` followed by ``pairs``, printed in
+    two parts around the number, which is given later (:func:`join_numbered_json_texts`):
+    a record's text is its ``head``, the number, its ``tail``.
+
+    Returns two SELECT lists: the inner one computes ``_merged`` and ``_rest`` per row,
+    the outer one (over the inner) ``head``, ``tail`` and ``ok``. Where ``base`` is NULL,
+    head is NULL (standing for ``{"key":``) and the tail is the other pairs' text. Else the
+    merged object is printed with ``placeholder`` (the digits of a number no record
+    holds) as the number and cut there; ``ok`` is false where the base's own data holds
+    those digits too, so that the cut could be in the wrong place.
+    """
+    number = sql_string(placeholder)
+    inner = (
+        f"CASE WHEN {base} IS NOT NULL THEN "
+        f"json_merge_patch({_cleaned(base, drop)}, {json_object_sql([(key, placeholder), *pairs])})::VARCHAR "
+        f"END AS _merged, CASE WHEN {base} IS NULL THEN {_entries_text(pairs)} END AS _rest"
+    )
+    after = f"strpos(_merged, {number}) + {len(placeholder)}"
+    outer = f"""
+        CASE WHEN _merged IS NOT NULL THEN substr(_merged, 1, strpos(_merged, {number}) - 1) END AS head,
+        CASE WHEN _merged IS NOT NULL THEN substr(_merged, {after})
+             WHEN _rest = '' THEN '}}' ELSE ',' || _rest || '}}' END AS tail,
+        _merged IS NULL OR (strpos(_merged, {number}) > 0
+                            AND strpos(substr(_merged, {after}), {number}) = 0) AS ok"""
+    return inner, outer
+
+
+def _cleaned(base: str, drop: Sequence[str]) -> str:
+    """SQL: the JSON object ``base`` without the ``drop`` keys."""
+    if not drop:
+        return f"{base}::JSON"
+    patch = json.dumps({key: None for key in drop})
+    return f"json_merge_patch({base}::JSON, {sql_string(patch)}::JSON)"
+
+
+def join_numbered_json_texts(
+    heads: pa.ChunkedArray,
+    tails: pa.ChunkedArray,
+    null_head: str,
+    prefix: bytes = b"",
+    suffix: bytes = b"",
+) -> bytes:
+    """:func:`join_json_texts` of records printed in two parts around a number
+    (:func:`numbered_json_sql`), numbered 1, 2, … in order; a NULL head is ``null_head``.
+
+    The numbers are put in by the same kernel that appends the separators, so the text
+    is still copied once."""
+    ones = pc.cast(pc.is_valid(tails), pa.int64()).combine_chunks()
+    numbers = pc.cast(pc.cumulative_sum(ones), pa.string())  # "1", "2", "3", …
+    options = pc.JoinOptions(null_handling="replace", null_replacement=null_head)
+    pieces, offset = [], 0
+    for head, tail in zip(heads.chunks, _chunked_like(tails, heads).chunks, strict=True):
+        pieces.append(
+            pc.binary_join_element_wise(
+                head,
+                numbers.slice(offset, len(head)),
+                tail,
+                pa.scalar(",\n", tail.type),
+                pa.scalar("", tail.type),
+                options=options,
+            )
+        )
+        offset += len(head)
+    return _joined(pieces, prefix, suffix)
+
+
+def _chunked_like(column: pa.ChunkedArray, like: pa.ChunkedArray) -> pa.ChunkedArray:
+    """``column`` in the chunks of ``like`` (two columns of one table share them)."""
+    if [len(c) for c in column.chunks] == [len(c) for c in like.chunks]:
+        return column
+    combined, offset, chunks = column.combine_chunks(), 0, []
+    for chunk in like.chunks:
+        chunks.append(combined.slice(offset, len(chunk)))
+        offset += len(chunk)
+    return pa.chunked_array(chunks, column.type)
 
 
 def join_json_texts(column: pa.ChunkedArray, prefix: bytes = b"", suffix: bytes = b"") -> bytes:
@@ -279,13 +366,21 @@ def join_json_texts(column: pa.ChunkedArray, prefix: bytes = b"", suffix: bytes 
     memory; 0.25 s this way)."""
     if column.null_count:
         raise ValueError("a JSON text to join is null")
+    suffixed = [
+        pc.binary_join_element_wise(chunk, pa.scalar("", chunk.type), pa.scalar(",\n", chunk.type))
+        for chunk in column.chunks
+    ]
+    return _joined(suffixed, prefix, suffix)
+
+
+def _joined(items: Sequence[pa.Array], prefix: bytes, suffix: bytes) -> bytes:
+    """The text of ``items`` (chunks of strings that each end in ``,\n``) without the
+    last separator, between ``prefix`` and ``suffix``: one copy, the chunks' data buffers
+    joined as they are."""
     pieces: list[memoryview] = []
-    for chunk in column.chunks:
-        if len(chunk) == 0:
+    for suffixed in items:
+        if len(suffixed) == 0:
             continue
-        suffixed = pa.compute.binary_join_element_wise(
-            chunk, pa.scalar("", chunk.type), pa.scalar(",\n", chunk.type)
-        )
         large = pa.types.is_large_string(suffixed.type) or pa.types.is_large_binary(suffixed.type)
         offsets = memoryview(suffixed.buffers()[1]).cast("q" if large else "i")
         start, end = offsets[suffixed.offset], offsets[suffixed.offset + len(suffixed)]

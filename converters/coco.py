@@ -21,6 +21,7 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from annostore._sql import connection
 from annostore.errors import AnnostoreError, ParseError
@@ -45,10 +46,12 @@ from ._sqljson import (
     bad_rows,
     image_sizes_table,
     join_json_texts,
+    join_numbered_json_texts,
     json_object_sql,
     load_array,
     load_document,
     merged_json_sql,
+    numbered_json_sql,
     rows_table,
     sql_string,
 )
@@ -959,6 +962,22 @@ def render(
                 con.execute(f"DROP TABLE IF EXISTS {table}")
 
 
+#: the digits of numbers no COCO id and no parsed double takes (below -2**53, odd): they
+#: stand for annotation ids while records are printed, the second for the (never yet
+#: seen) record whose own data holds the first
+_ID_PLACEHOLDERS = ("-9007199254740993", "-9007199254740995")
+
+
+def _annotation_texts(rows: pa.Table, prefix: bytes, suffix: bytes) -> bytes:
+    """The annotation records of ``rows`` joined into a JSON list's items: their ``text``,
+    or their ``head`` and ``tail`` around the numbers 1, 2, … (see ``numbered_json_sql``)."""
+    if "text" in rows.column_names:
+        return join_json_texts(rows.column("text"), prefix, suffix)
+    return join_numbered_json_texts(
+        rows.column("head"), rows.column("tail"), '{"id":', prefix, suffix
+    )
+
+
 def _render(
     con: duckdb.DuckDBPyConnection,
     tables: Tables,
@@ -1175,62 +1194,77 @@ def _render(
         report.notes.append(
             "region ids are not unique integers: COCO annotation ids were numbered 1.. per file"
         )
-    region_id = (
-        "region_id::BIGINT"
-        if integer_regions
-        else "row_number() OVER (PARTITION BY grp ORDER BY image_id, annotation_id, region_id)"
-    )
     shoelace = (
         "list_sum(list_transform(rings, lambda g: abs(list_sum(list_transform("
         "range(len(g) // 2), lambda k: g[2 * k + 1] * g[2 * ((k + 1) % (len(g) // 2)) + 2]"
         " - g[2 * ((k + 1) % (len(g) // 2)) + 1] * g[2 * k + 2]))) / 2))"
     )
-    region_json = merged_json_sql(
-        "extra",
-        [
-            ("id", region_id),
-            ("image_id", "image_id"),
-            ("category_id", "CASE WHEN type <> 'text' THEN category_id END"),
-            ("caption", "CASE WHEN type = 'text' THEN value END"),
-            ("bbox", "CASE WHEN type NOT IN ('text', 'class') THEN bbox END"),
-            (
-                "segmentation",
-                """CASE
-                    WHEN mask IS NOT NULL THEN json_object('size', mask.size,
-                        'counts', coalesce(m.counts_list::JSON, to_json(mask.counts)))
-                    WHEN rings IS NOT NULL THEN to_json(rings) END""",
-            ),
-            ("keypoints", "kp"),
-            (
-                "num_keypoints",
-                f"""CASE WHEN kp IS NOT NULL AND (geometry_changed
-                                      OR {_extra_member("num_keypoints")} IS NULL)
-                                 THEN len(list_filter(kp, lambda v, i: i % 3 = 0 AND v > 0)) END""",
-            ),
-            (
-                "area",
-                f"""CASE WHEN type IN ('text', 'class') OR NOT geometry_changed THEN NULL
-                             WHEN mask IS NOT NULL THEN m.mask_area
-                             WHEN rings IS NOT NULL AND len(rings) > 0 THEN {shoelace}
-                             ELSE bbox[3] * bbox[4] END""",
-            ),
-            (
-                "iscrowd",
-                f"""CASE WHEN type NOT IN ('text', 'class') AND {_extra_member("iscrowd")} IS NULL
-                                THEN CASE WHEN mask IS NOT NULL THEN 1 ELSE 0 END END""",
-            ),
-            ("score", f"CASE WHEN {'TRUE' if results else 'FALSE'} THEN score END"),
-        ],
-        drop=_INTERNAL_EXTRA,
-    )
-    body = con.sql(
-        f"""
-        SELECT grp, image_id, {region_json} AS text
+
+    pairs = [
+        ("image_id", "image_id"),
+        ("category_id", "CASE WHEN type <> 'text' THEN category_id END"),
+        ("caption", "CASE WHEN type = 'text' THEN value END"),
+        ("bbox", "CASE WHEN type NOT IN ('text', 'class') THEN bbox END"),
+        (
+            "segmentation",
+            """CASE
+                        WHEN mask IS NOT NULL THEN json_object('size', mask.size,
+                            'counts', coalesce(m.counts_list::JSON, to_json(mask.counts)))
+                        WHEN rings IS NOT NULL THEN to_json(rings) END""",
+        ),
+        ("keypoints", "kp"),
+        (
+            "num_keypoints",
+            f"""CASE WHEN kp IS NOT NULL AND (geometry_changed
+                                          OR {_extra_member("num_keypoints")} IS NULL)
+                                     THEN len(list_filter(kp, lambda v, i: i % 3 = 0 AND v > 0)) END""",
+        ),
+        (
+            "area",
+            f"""CASE WHEN type IN ('text', 'class') OR NOT geometry_changed THEN NULL
+                                 WHEN mask IS NOT NULL THEN m.mask_area
+                                 WHEN rings IS NOT NULL AND len(rings) > 0 THEN {shoelace}
+                                 ELSE bbox[3] * bbox[4] END""",
+        ),
+        (
+            "iscrowd",
+            f"""CASE WHEN type NOT IN ('text', 'class') AND {_extra_member("iscrowd")} IS NULL
+                                    THEN CASE WHEN mask IS NOT NULL THEN 1 ELSE 0 END END""",
+        ),
+        ("score", f"CASE WHEN {'TRUE' if results else 'FALSE'} THEN score END"),
+    ]
+    exported = f"""
         FROM coco_out_reg LEFT JOIN coco_masks m USING (annotation_id, region_id, grp)
-        WHERE NOT (type = 'text' AND (value IS NULL OR {"TRUE" if results else "FALSE"}))
-        ORDER BY grp, image_id, {region_id}
-        """
-    ).to_arrow_table()
+        WHERE NOT (type = 'text' AND (value IS NULL OR {"TRUE" if results else "FALSE"}))"""
+
+    def records(region_id: str, order: str) -> pa.Table:
+        text = merged_json_sql("extra", [("id", region_id), *pairs], drop=_INTERNAL_EXTRA)
+        return con.sql(
+            f"SELECT grp, image_id, {text} AS text {exported} ORDER BY grp, image_id, {order}"
+        ).to_arrow_table()
+
+    body = None
+    if integer_regions:
+        body = records("region_id::BIGINT", "region_id::BIGINT")
+    else:
+        # Numbered 1, 2, … per file in the order written. The records are printed in two
+        # parts around the number, which goes in as the file's text is joined: a window
+        # numbering them sorted the million rows once more (0.6-0.9 s of 1.7-1.9 s).
+        for placeholder in _ID_PLACEHOLDERS:
+            inner, outer = numbered_json_sql("extra", "id", placeholder, pairs, _INTERNAL_EXTRA)
+            parts = con.sql(
+                f"""SELECT grp, image_id, {outer}
+                    FROM (SELECT grp, image_id, annotation_id, region_id, {inner} {exported})
+                    ORDER BY grp, image_id, annotation_id, region_id"""
+            ).to_arrow_table()
+            if pc.all(parts.column("ok")).as_py() is not False:
+                body = parts.drop_columns(["ok"])
+                break
+        if body is None:  # every placeholder's digits are in some record's own data
+            body = records(
+                "row_number() OVER (PARTITION BY grp ORDER BY image_id, annotation_id, region_id)",
+                "annotation_id, region_id",
+            )
     written = body.num_rows
     report.counts["regions"] = written
     images_json = (
@@ -1284,7 +1318,7 @@ def _render(
     for group in groups:
         rows = body.filter(pa.compute.equal(body.column("grp"), group)) if policy == "all" else body
         if results:
-            outputs[group] = join_json_texts(rows.column("text"), b"[", b"]\n")
+            outputs[group] = _annotation_texts(rows, b"[", b"]\n")
             continue
         head = b"".join(
             json.dumps(key).encode()
@@ -1294,8 +1328,8 @@ def _render(
             for key, value in metadata.items()
         )
         # the annotations' text, by far the largest part, is copied once
-        outputs[group] = join_json_texts(
-            rows.column("text"),
+        outputs[group] = _annotation_texts(
+            rows,
             b"{" + head + b'"images": [' + join_json_texts(images_json) + b'],\n"annotations": [',
             b'],\n"categories": [' + join_json_texts(categories) + b"]}\n",
         )

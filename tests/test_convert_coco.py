@@ -357,6 +357,41 @@ def test_non_integer_ids_are_numbered_across_the_file_not_per_image(tmp_path: Pa
     assert any("numbered" in note for note in report.notes)
 
 
+@pytest.mark.parametrize(
+    "note", ["", "-9007199254740993", "-9007199254740993 and -9007199254740995"]
+)
+def test_numbered_ids_follow_image_and_key_order_whatever_the_data_holds(
+    tmp_path: Path, note: str
+) -> None:
+    # numbers are placed into the printed records; a record whose own data holds the
+    # placeholder's digits must neither break the numbering nor lose its data
+    tables = annostore.Tables.from_pylist(
+        tasks=[{"task_id": f"img{i}", "width": 10, "height": 10} for i in (2, 1)],
+        annotations=[{"annotation_id": f"a{i}", "task_id": f"img{i}"} for i in (2, 1)],
+        regions=[
+            {
+                "annotation_id": f"a{i}",
+                "region_id": region,
+                "type": "bbox",
+                "label": "x",
+                "x": 0,
+                "y": 0,
+                "w": 0.5,
+                "h": 0.5,
+                "extra": json.dumps({"note": note}) if note and region == "q" else None,
+            }
+            for i in (2, 1)
+            for region in ("q", "p")
+        ],
+    )
+    annostore.write(tables, tmp_path / "out.json", "coco")
+    document = json.loads((tmp_path / "out.json").read_text())
+    written = [(a["id"], a["image_id"], a.get("note")) for a in document["annotations"]]
+    # images are numbered by task id (img1 = 1), then regions by key within an image
+    kept = note or None
+    assert written == [(1, 1, None), (2, 1, kept), (3, 2, None), (4, 2, kept)]
+
+
 def test_missing_sizes_come_from_image_headers_or_fail_clearly(
     corpus: Path, tmp_path: Path
 ) -> None:

@@ -90,3 +90,66 @@ def test_built_objects_are_the_text_a_merge_would_print(rows: list) -> None:
         kept = {k: value for k, value in json.loads(base or "{}").items() if k != "exact"}
         expected = kept | {"x": x, "n": n, "v": v} | ({"s": s} if s is not None else {})
         assert json.loads(text) == expected
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.one_of(st.none(), st.text()),
+            st.sampled_from(
+                [*BASES, '{"id": "-9007199254740993"}', '{"keep": "x-9007199254740993"}']
+            ),
+        ),
+        min_size=1,
+        max_size=20,
+    ),
+    st.integers(1, 3),
+)
+def test_numbered_records_are_the_records_merged_with_their_numbers(
+    rows: list, chunks: int
+) -> None:
+    """COCO annotation ids given as a file's text is joined: the same bytes as printing
+    each record with its number 1, 2, …, and ``ok`` false only where a base holds the
+    placeholder's digits."""
+    from annostore._sql import connection
+    from annostore.converters._sqljson import (
+        join_numbered_json_texts,
+        merged_json_sql,
+        numbered_json_sql,
+    )
+
+    placeholder = "-9007199254740993"
+    table = pa.table(
+        {
+            "i": pa.array(range(1, len(rows) + 1), pa.int64()),
+            "s": pa.array([r[0] for r in rows], pa.string()),
+            "base": pa.array([r[1] for r in rows], pa.string()),
+        }
+    )
+    pairs = [("s", "s"), ("n", "i * 2")]
+    inner, outer = numbered_json_sql("base", "id", placeholder, pairs, drop=["exact"])
+    with connection() as con:
+        con.register("records", table)
+        try:
+            expected, marked = zip(
+                *con.sql(
+                    f"SELECT {merged_json_sql('base', [('id', 'i'), *pairs], drop=['exact'])}, "
+                    f"{merged_json_sql('base', [('id', placeholder), *pairs], drop=['exact'])} "
+                    "FROM records ORDER BY i"
+                ).fetchall(),
+                strict=True,
+            )
+            parts = con.sql(
+                f"SELECT {outer} FROM (SELECT i, {inner} FROM records) ORDER BY i"
+            ).to_arrow_table()
+        finally:
+            con.unregister("records")
+    # the cut is safe where the placeholder's digits appear once: as the number
+    clashing = [text.count(placeholder) != 1 for text in marked]
+    assert parts.column("ok").to_pylist() == [not c for c in clashing]
+    if any(clashing):
+        return
+    size = -(-parts.num_rows // chunks)
+    parts = pa.Table.from_batches(parts.to_batches(max_chunksize=size))
+    joined = join_numbered_json_texts(parts.column("head"), parts.column("tail"), '{"id":')
+    assert joined == ",\n".join(expected).encode()
