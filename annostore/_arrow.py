@@ -54,3 +54,10 @@ def is_sorted(table: pa.Table, keys: list[str]) -> bool:
         ascending = less if ascending is None else pc.or_(ascending, pc.and_(tied, less))
         tied = equal if tied is None else pc.and_(tied, equal)
     return bool(pc.all(ascending).as_py())
+
+
+def counting(length: int) -> pa.Array:
+    """0, 1, 2, …, ``length - 1`` as int64, built by Arrow (a Python ``range`` would make
+    a Python int per row)."""
+    ones = pc.cast(pc.is_null(pa.nulls(length)), pa.int64())
+    return pc.subtract(pc.cumulative_sum(ones), 1)

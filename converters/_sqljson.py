@@ -21,6 +21,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from annostore._arrow import counting
 from annostore._sql import literal as sql_string
 from annostore.errors import ParseError
 
@@ -326,34 +327,24 @@ def join_numbered_json_texts(
 
     The numbers are put in by the same kernel that appends the separators, so the text
     is still copied once."""
-    ones = pc.cast(pc.is_valid(tails), pa.int64()).combine_chunks()
-    numbers = pc.cast(pc.cumulative_sum(ones), pa.string())  # "1", "2", "3", …
+    numbers = pc.cast(pc.add(counting(len(tails)), 1), pa.string())  # "1", "2", "3", …
     options = pc.JoinOptions(null_handling="replace", null_replacement=null_head)
     pieces, offset = [], 0
-    for head, tail in zip(heads.chunks, _chunked_like(tails, heads).chunks, strict=True):
+    # batches of one table: the heads and tails of a batch are the same rows
+    for batch in pa.table({"head": heads, "tail": tails}).to_batches():
+        tail = batch.column("tail")
         pieces.append(
             pc.binary_join_element_wise(
-                head,
-                numbers.slice(offset, len(head)),
+                batch.column("head"),
+                numbers.slice(offset, batch.num_rows),
                 tail,
                 pa.scalar(",\n", tail.type),
                 pa.scalar("", tail.type),
                 options=options,
             )
         )
-        offset += len(head)
+        offset += batch.num_rows
     return _joined(pieces, prefix, suffix)
-
-
-def _chunked_like(column: pa.ChunkedArray, like: pa.ChunkedArray) -> pa.ChunkedArray:
-    """``column`` in the chunks of ``like`` (two columns of one table share them)."""
-    if [len(c) for c in column.chunks] == [len(c) for c in like.chunks]:
-        return column
-    combined, offset, chunks = column.combine_chunks(), 0, []
-    for chunk in like.chunks:
-        chunks.append(combined.slice(offset, len(chunk)))
-        offset += len(chunk)
-    return pa.chunked_array(chunks, column.type)
 
 
 def join_json_texts(column: pa.ChunkedArray, prefix: bytes = b"", suffix: bytes = b"") -> bytes:

@@ -27,6 +27,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from annostore._arrow import counting
 from annostore._sql import connection
 from annostore.errors import AnnostoreError, ParseError
 from annostore.tables import Tables
@@ -670,7 +671,7 @@ def _first_bad_tokens(tokens: pa.Array, values: pa.Array) -> pa.Array:
     # flattened values keep line order: a line's first bad token is where its index appears first
     first = pa.concat_arrays([pa.array([True]), pc.not_equal(lines[1:], lines[:-1])])
     lines, at = pc.filter(lines, first), pc.filter(at, first)
-    line_has_bad = pc.is_in(pa.array(range(len(tokens)), pa.int64()), value_set=lines)
+    line_has_bad = pc.is_in(counting(len(tokens)), value_set=lines)
     return pc.replace_with_mask(
         pa.nulls(len(tokens), pa.string()), line_has_bad, pc.take(pc.list_flatten(tokens), at)
     )
@@ -994,7 +995,7 @@ def _number_repeated_ids(regions: pa.Table) -> pa.Table:
     if not pc.any(repeats).as_py():
         return regions
     # a row's number in its run of repeats: its position minus the position the run starts at
-    positions = pc.cumulative_sum(pc.cast(pc.is_valid(ids), pa.int64()))  # 1, 2, 3, …
+    positions = counting(len(ids))
     repeated = pa.concat_arrays([pa.array([False]), repeats])
     starts = pc.cumulative_max(pc.if_else(repeated, 0, positions))
     occurrence = pc.subtract(positions, starts)

@@ -329,25 +329,35 @@ def test_same_tables_give_byte_identical_files(tmp_path: Path) -> None:
     assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
 
 
-def test_non_integer_ids_are_numbered_across_the_file_not_per_image(tmp_path: Path) -> None:
-    tables = annostore.Tables.from_pylist(
-        tasks=[{"task_id": f"img{i}", "width": 10, "height": 10} for i in range(3)],
-        annotations=[{"annotation_id": f"a{i}", "task_id": f"img{i}"} for i in range(3)],
+def boxes_on_images(
+    images: list[int], region_ids: list[str], extra: dict[str, str] | None = None
+) -> annostore.Tables:
+    """Image ``img<i>`` (10 × 10) for each of ``images``, annotated by ``a<i>`` with one
+    box per region id; ``extra`` gives some region ids an ``extra`` JSON text."""
+    extra = extra or {}
+    return annostore.Tables.from_pylist(
+        tasks=[{"task_id": f"img{i}", "width": 10, "height": 10} for i in images],
+        annotations=[{"annotation_id": f"a{i}", "task_id": f"img{i}"} for i in images],
         regions=[
             {
                 "annotation_id": f"a{i}",
-                "region_id": f"r{j}",
+                "region_id": region,
                 "type": "bbox",
                 "label": "x",
                 "x": 0,
                 "y": 0,
                 "w": 0.5,
                 "h": 0.5,
+                "extra": extra.get(region),
             }
-            for i in range(3)
-            for j in range(2)
+            for i in images
+            for region in region_ids
         ],
     )
+
+
+def test_non_integer_ids_are_numbered_across_the_file_not_per_image(tmp_path: Path) -> None:
+    tables = boxes_on_images([0, 1, 2], ["r0", "r1"])
     report = annostore.write(tables, tmp_path / "out.json", "coco")
     document = json.loads((tmp_path / "out.json").read_text())
     ids = [a["id"] for a in document["annotations"]]
@@ -365,24 +375,8 @@ def test_numbered_ids_follow_image_and_key_order_whatever_the_data_holds(
 ) -> None:
     # numbers are placed into the printed records; a record whose own data holds the
     # placeholder's digits must neither break the numbering nor lose its data
-    tables = annostore.Tables.from_pylist(
-        tasks=[{"task_id": f"img{i}", "width": 10, "height": 10} for i in (2, 1)],
-        annotations=[{"annotation_id": f"a{i}", "task_id": f"img{i}"} for i in (2, 1)],
-        regions=[
-            {
-                "annotation_id": f"a{i}",
-                "region_id": region,
-                "type": "bbox",
-                "label": "x",
-                "x": 0,
-                "y": 0,
-                "w": 0.5,
-                "h": 0.5,
-                "extra": json.dumps({"note": note}) if note and region == "q" else None,
-            }
-            for i in (2, 1)
-            for region in ("q", "p")
-        ],
+    tables = boxes_on_images(
+        [2, 1], ["q", "p"], {"q": json.dumps({"note": note})} if note else None
     )
     annostore.write(tables, tmp_path / "out.json", "coco")
     document = json.loads((tmp_path / "out.json").read_text())
