@@ -23,7 +23,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from annostore._sql import connection
+from annostore._sql import connection, release_memory
 from annostore.errors import AnnostoreError, ParseError
 from annostore.tables import Tables
 
@@ -334,7 +334,7 @@ def parse(
         install_number_macros(con)
         install_asset_macros(con)
         try:
-            return _parse(con, data, path, collector, images, images_path, split, file)
+            parsed = _parse(con, data, path, collector, images, images_path, split, file)
         finally:
             for table in (
                 "coco_doc",
@@ -347,6 +347,9 @@ def parse(
                 *(f"{doc}_{key}" for doc in ("coco_doc", "coco_imgdoc") for key in _LISTS),
             ):
                 con.execute(f"DROP TABLE IF EXISTS {table}")
+            release_memory(con)
+    # checked once DuckDB's connection has given back its memory (the peak was here)
+    return Tables(**parsed)
 
 
 _LISTS = ("images", "annotations", "categories")
@@ -430,7 +433,7 @@ def _parse(
     images_path: str | None,
     split: str | None,
     file: str | None,
-) -> Tables:
+) -> dict[str, Any]:
     kind, keys = _load(con, "coco_doc", data, path, file)
     metadata: dict[str, Any] = {}
     if kind == "dataset":
@@ -743,7 +746,8 @@ _REGION_DROPPED_KEYS = [
 
 def _assemble(
     con: duckdb.DuckDBPyConnection, split: str | None, *, results: bool, metadata: dict
-) -> Tables:
+) -> dict[str, Any]:
+    """The four tables and metadata of the parsed file, as ``Tables`` arguments."""
     split_sql = sql_string(split) if split is not None else "NULL"
     tasks = con.sql(
         f"""
@@ -792,6 +796,7 @@ def _assemble(
         LEFT JOIN coco_cat c ON c.id_j->>'$' = a.category_id_j->>'$'
         """
     )
+    con.execute("DROP TABLE coco_ann")  # (its JSON is the largest table held here)
     # List-form RLE counts are rare (crowd regions): convert them to the compressed string
     # the mask column holds, and remember the form in extra to write it back the same way.
     listed = con.sql("SELECT idx, rle_list FROM coco_reg WHERE rle_list IS NOT NULL").fetchall()
@@ -856,6 +861,7 @@ def _assemble(
             FROM coco_reg
         """
     )
+    con.execute("DROP TABLE coco_reg")
     # The regions whose values may not come back exactly, found without list lambdas
     # (about 5 µs a value in DuckDB) by unnesting the polygons' coordinates: a value passes
     # at once when it is a short decimal that the plain product gives back, else when
@@ -897,6 +903,10 @@ def _assemble(
         """
     )
     con.execute("DROP TABLE coco_suspect")
+    # the pixel values have served their checks: dropping them (no copy) lowers the peak
+    # of the statement below, which sorts every region
+    for column in ("bbox", "rings", "kp", "iw", "ih", "rle_size", "rle_string"):
+        con.execute(f"ALTER TABLE coco_norm DROP COLUMN {column}")
     regions = con.sql(
         f"""
         SELECT annotation_id, region_id, type, label, score, x, y, w, h,
@@ -919,13 +929,13 @@ def _assemble(
         FROM coco_cat ORDER BY idx
         """
     ).to_arrow_table()
-    return Tables(
-        tasks=tasks,
-        annotations=annotations,
-        regions=regions,
-        labels=labels,
-        metadata={"coco": metadata} if metadata else None,
-    )
+    return {
+        "tasks": tasks,
+        "annotations": annotations,
+        "regions": regions,
+        "labels": labels,
+        "metadata": {"coco": metadata} if metadata else None,
+    }
 
 
 # ====================================================================== rendering
