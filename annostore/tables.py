@@ -17,6 +17,10 @@ from ._arrow import is_sorted
 from ._provenance import is_version_table
 from ._sql import connection, first_row
 
+#: SQL of the 64-bit key hash the duplicate check groups by first (a template, so that a
+#: test can make every key collide)
+KEY_HASH = "hash({keys})"
+
 __all__ = ["Tables", "conform_table"]
 
 TableLike = pa.Table | pa.RecordBatch
@@ -283,7 +287,7 @@ class Tables:
                 # only a repeated hash needs the keys themselves
                 duplicate = first_row(
                     con,
-                    f"SELECT hash({keys}) FROM checked GROUP BY 1 HAVING count(*) > 1 LIMIT 1",
+                    f"SELECT {KEY_HASH.format(keys=keys)} FROM checked GROUP BY 1 HAVING count(*) > 1 LIMIT 1",
                 ) and first_row(
                     con,
                     f"SELECT {keys}, count(*) AS n FROM checked GROUP BY ALL HAVING n > 1 LIMIT 1",

@@ -176,6 +176,17 @@ def test_duplicate_keys_are_found_among_ordered_rows():
     )
 
 
+def test_key_hash_collisions_are_not_duplicates(monkeypatch):
+    # every key hashing alike: unique keys pass, a real repeat is still named
+    from annostore import tables as tables_module
+
+    monkeypatch.setattr(tables_module, "KEY_HASH", "0")
+    ids = [f"b{n}" for n in range(50)][::-1]  # descending: the grouping runs
+    assert annostore.Tables(tasks=pa.table({"task_id": ids})).counts["tasks"] == 50
+    with pytest.raises(annostore.SchemaError, match="duplicate key task_id='b7' \\(2 rows\\)"):
+        annostore.Tables(tasks=pa.table({"task_id": [*ids, "b7"]}))
+
+
 def test_references_can_be_left_unchecked_for_partial_rows():
     partial = annostore.Tables(
         regions=pa.table({"annotation_id": ["x"], "region_id": ["1"], "type": ["bbox"]}),
