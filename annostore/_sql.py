@@ -54,19 +54,6 @@ def connection() -> Iterator[duckdb.DuckDBPyConnection]:
         _local.busy = False
 
 
-def release_memory(con: duckdb.DuckDBPyConnection) -> None:
-    """Give the memory DuckDB has freed back to the system.
-
-    DuckDB's allocator keeps freed pages for reuse, but memory allocated outside DuckDB
-    (Arrow's, Python's) cannot use them, so a step that follows a large query would add
-    its own on top. DuckDB has no statement to flush it; changing the thread count does
-    (the scheduler flushes the allocator when it relaunches its threads: 20-30 ms).
-    """
-    threads = con.sql("SELECT current_setting('threads')").fetchall()[0][0]
-    con.execute(f"SET threads = {2 if int(threads) == 1 else 1}")
-    con.execute(f"SET threads = {int(threads)}")
-
-
 def quote(name: str) -> str:
     """A DuckDB identifier, quoted."""
     return '"' + name.replace('"', '""') + '"'

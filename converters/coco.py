@@ -23,7 +23,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from annostore._sql import connection, release_memory
+from annostore._sql import connection, quote
 from annostore.errors import AnnostoreError, ParseError
 from annostore.tables import Tables
 
@@ -344,11 +344,13 @@ def parse(
                 "coco_reg",
                 "coco_imgdoc",
                 "coco_suspect",
+                "coco_norm",
+                "coco_exact",
                 *(f"{doc}_{key}" for doc in ("coco_doc", "coco_imgdoc") for key in _LISTS),
             ):
                 con.execute(f"DROP TABLE IF EXISTS {table}")
-            release_memory(con)
-    # checked once DuckDB's connection has given back its memory (the peak was here)
+    # checked once the parse's tables are dropped, on the same connection (inside it the
+    # checks opened a second DuckDB instance of their own)
     return Tables(**parsed)
 
 
@@ -966,6 +968,7 @@ def render(
                 "classes",
                 "coco_out_img",
                 "coco_out_reg",
+                "coco_sorted",
                 "coco_masks",
                 "coco_sizes",
             ):
@@ -1204,6 +1207,13 @@ def _render(
         report.notes.append(
             "region ids are not unique integers: COCO annotation ids were numbered 1.. per file"
         )
+    # only what the records print stays: the rest of each region's columns (its
+    # normalized geometry, the kept pixel values) would sit beside the sort below
+    printed = {"grp", "image_id", "annotation_id", "region_id", "category_id", "type", "value"}
+    printed |= {"bbox", "mask", "rings", "kp", "geometry_changed", "extra", "score"}
+    for (column,) in con.sql("SELECT column_name FROM (DESCRIBE coco_out_reg)").fetchall():
+        if column not in printed:
+            con.execute(f"ALTER TABLE coco_out_reg DROP COLUMN {quote(column)}")
     shoelace = (
         "list_sum(list_transform(rings, lambda g: abs(list_sum(list_transform("
         "range(len(g) // 2), lambda k: g[2 * k + 1] * g[2 * ((k + 1) % (len(g) // 2)) + 2]"
@@ -1243,19 +1253,29 @@ def _render(
         ),
         ("score", f"CASE WHEN {'TRUE' if results else 'FALSE'} THEN score END"),
     ]
-    exported = f"""
+    # The records are printed from a table already in file order: a query scanning a table
+    # keeps its order, so DuckDB need not sort the printed text (the conversion's peak
+    # memory was that sort, holding every record's text beside its columns).
+    order = "region_id::BIGINT" if integer_regions else "annotation_id, region_id"
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE coco_sorted AS
+        SELECT coco_out_reg.*, m.counts_list, m.mask_area
         FROM coco_out_reg LEFT JOIN coco_masks m USING (annotation_id, region_id, grp)
-        WHERE NOT (type = 'text' AND (value IS NULL OR {"TRUE" if results else "FALSE"}))"""
+        WHERE NOT (type = 'text' AND (value IS NULL OR {"TRUE" if results else "FALSE"}))
+        ORDER BY grp, image_id, {order}
+        """
+    )
+    con.execute("DROP TABLE coco_out_reg")
+    exported = "FROM coco_sorted m"
 
-    def records(region_id: str, order: str) -> pa.Table:
+    def records(region_id: str, sort: str = "") -> pa.Table:
         text = merged_json_sql("extra", [("id", region_id), *pairs], drop=_INTERNAL_EXTRA)
-        return con.sql(
-            f"SELECT grp, image_id, {text} AS text {exported} ORDER BY grp, image_id, {order}"
-        ).to_arrow_table()
+        return con.sql(f"SELECT grp, image_id, {text} AS text {exported} {sort}").to_arrow_table()
 
     body = None
     if integer_regions:
-        body = records("region_id::BIGINT", "region_id::BIGINT")
+        body = records("region_id::BIGINT")
     else:
         # Numbered 1, 2, … per file in the order written. The records are printed in two
         # parts around the number, which goes in as the file's text is joined: a window
@@ -1263,9 +1283,7 @@ def _render(
         for placeholder in _ID_PLACEHOLDERS:
             inner, outer = numbered_json_sql("extra", "id", placeholder, pairs, _INTERNAL_EXTRA)
             parts = con.sql(
-                f"""SELECT grp, image_id, {outer}
-                    FROM (SELECT grp, image_id, annotation_id, region_id, {inner} {exported})
-                    ORDER BY grp, image_id, annotation_id, region_id"""
+                f"SELECT grp, image_id, {outer} FROM (SELECT grp, image_id, {inner} {exported})"
             ).to_arrow_table()
             if pc.all(parts.column("ok")).as_py() is not False:
                 body = parts.drop_columns(["ok"])
@@ -1273,8 +1291,9 @@ def _render(
         if body is None:  # every placeholder's digits are in some record's own data
             body = records(
                 "row_number() OVER (PARTITION BY grp ORDER BY image_id, annotation_id, region_id)",
-                "annotation_id, region_id",
+                "ORDER BY grp, image_id, annotation_id, region_id",
             )
+    con.execute("DROP TABLE coco_sorted")
     written = body.num_rows
     report.counts["regions"] = written
     images_json = (
