@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 
 from annostore.schemas import KEYS, TABLE_NAMES
 
+from . import _sql
 from ._arrow import is_sorted, take_rows
 from ._fragments import (
     FRAGMENT_ROWS,
@@ -225,11 +226,6 @@ def _counts_up(positions: pa.ChunkedArray) -> bool:
     )
 
 
-#: SQL of the 64-bit hash of a key that the full-state comparison joins on (a template, so
-#: that a test can make it collide)
-KEY_HASH = "hash({keys})"
-
-
 def _compare_full_state(
     con: duckdb.DuckDBPyConnection, table: str, hashed: str, base_sql: str
 ) -> pa.Table:
@@ -243,7 +239,7 @@ def _compare_full_state(
     """
     keys = list(KEYS[table])
     key_sql = column_list(keys)
-    key_hash = KEY_HASH.format(keys=key_sql)
+    key_hash = _sql.KEY_HASH.format(keys=key_sql)
     coalesced = ", ".join(f"coalesce(n.{quote(k)}, b.{quote(k)}) AS {quote(k)}" for k in keys)
     mismatch = " OR ".join(f"n.{quote(k)} IS DISTINCT FROM b.{quote(k)}" for k in keys)
     select = f"""

@@ -54,6 +54,11 @@ def connection() -> Iterator[duckdb.DuckDBPyConnection]:
         _local.busy = False
 
 
+#: SQL of the 64-bit hash of a key that commits join on and the duplicate check groups by
+#: first (a template read at each use, so that a test can make keys collide)
+KEY_HASH = "hash({keys})"
+
+
 def quote(name: str) -> str:
     """A DuckDB identifier, quoted."""
     return '"' + name.replace('"', '""') + '"'

@@ -18,6 +18,7 @@ boxes in percent and full-precision floats, as Label Studio writes them.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import random
@@ -327,6 +328,7 @@ def _run(
     sizes: list[int], repeat: int, work: Path, peers: Path, jobs: list[str], outputs: Path
 ) -> None:
     rows = []
+    numbers = itertools.count()
     for regions in sizes:
         paths = prepare(work, regions)
         values = {
@@ -352,7 +354,7 @@ def _run(
                     # Outputs are removed only when the run ends: on this VM's disk
                     # (ext4 with discard) creating 143k files right after deleting as
                     # many took 31-54 s of kernel time, and 9-15 s otherwise.
-                    out = outputs / f"{len(list(outputs.iterdir()))}"
+                    out = outputs / str(next(numbers))
                     measured = measure(python, template.format(out=str(out), **values), work)
                     if isinstance(measured, str):
                         samples = measured

@@ -178,9 +178,7 @@ def test_duplicate_keys_are_found_among_ordered_rows():
 
 def test_key_hash_collisions_are_not_duplicates(monkeypatch):
     # every key hashing alike: unique keys pass, a real repeat is still named
-    from annostore import tables as tables_module
-
-    monkeypatch.setattr(tables_module, "KEY_HASH", "0")
+    monkeypatch.setattr("annostore._sql.KEY_HASH", "0")
     ids = [f"b{n}" for n in range(50)][::-1]  # descending: the grouping runs
     assert annostore.Tables(tasks=pa.table({"task_id": ids})).counts["tasks"] == 50
     with pytest.raises(annostore.SchemaError, match="duplicate key task_id='b7' \\(2 rows\\)"):

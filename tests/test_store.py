@@ -459,7 +459,7 @@ def test_a_failing_automatic_compaction_does_not_fail_the_published_commit(monke
 def test_a_commit_is_right_even_when_key_hashes_collide(tmp_path, monkeypatch):
     """The full-state comparison joins on a 64-bit hash of the key; make every key hash
     fall into one of three values and the commit must still find exactly the changes."""
-    monkeypatch.setattr("annostore._commit.KEY_HASH", "hash({keys}) % 3")
+    monkeypatch.setattr("annostore._sql.KEY_HASH", "hash({keys}) % 3")
     ds = annostore.open(str(tmp_path / "store")).create_dataset("d")
     first = boxes(20, per_task=3)
     ds.commit(first)
