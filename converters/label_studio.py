@@ -456,14 +456,17 @@ def _read_annotations(
                    unnest(range(len({items}))) AS pos
             FROM {source} WHERE {items} IS NOT NULL
         )
-        SELECT * EXCLUDE (j),
+        SELECT * EXCLUDE (j, members),
+            -- the results list in a column of its own, so that it can be dropped once the
+            -- results are read (it is most of the export's text); v keeps the positions
+            members[2] AS results_j, list_concat(members[1:1], [NULL::JSON], members[3:]) AS v,
             CASE WHEN kind = 'annotation'
-                 THEN coalesce(v[1]->>'$', task_id || ':annotation:' || pos)
-                 ELSE 'prediction:' || coalesce(v[1]->>'$', task_id || ':' || pos) END AS annotation_id,
+                 THEN coalesce(members[1]->>'$', task_id || ':annotation:' || pos)
+                 ELSE 'prediction:' || coalesce(members[1]->>'$', task_id || ':' || pos) END AS annotation_id,
             -- the file's order (task, annotations before predictions, position) as one
             -- number: a row_number() over that order would sort the whole JSON payload
             task_idx * 8589934592 + (kind = 'prediction')::BIGINT * 4294967296 + pos AS ann_idx
-        FROM (SELECT *, {kind} AS jt, {values} AS v,
+        FROM (SELECT *, {kind} AS jt, {values} AS members,
                      CASE WHEN {kind} = 'OBJECT' THEN {rest} END AS ann_rest
               FROM items)
         """
@@ -482,7 +485,7 @@ def _read_annotations(
         "min(ann_idx) OVER (PARTITION BY annotation_id) AS first FROM ls_ann)",
         [
             ("jt <> 'OBJECT'", "'expected an object, got ' || jt"),
-            ("v[2] IS NULL OR json_type(v[2]) <> 'ARRAY'", "'\"result\" must be a list'"),
+            ("results_j IS NULL OR json_type(results_j) <> 'ARRAY'", "'\"result\" must be a list'"),
             (
                 "v[1] IS NOT NULL AND json_type(v[1]) NOT IN ('UBIGINT', 'BIGINT', 'VARCHAR')",
                 "'\"id\" must be an integer or a string, got ' || v[1]::VARCHAR",
@@ -583,7 +586,9 @@ def _results_sql(items: str, kind: str, values: str, rest: str, more: str = "") 
             FROM items
         ),
         typed AS (
-            SELECT *, lower(v[4]->>'$') AS t, v[5] AS val, coalesce(json_type(v[5]), 'NULL') AS val_t,
+            -- the value's text once: in val, not in v as well
+            SELECT * EXCLUDE (v), list_concat(v[1:4], [NULL::JSON], v[6:]) AS v,
+                   lower(v[4]->>'$') AS t, v[5] AS val, coalesce(json_type(v[5]), 'NULL') AS val_t,
                    json_transform(v[5], {_VALUE_STRUCTURE}) AS tv
             FROM parsed
         )
@@ -610,7 +615,7 @@ def _read_results_typed(con: duckdb.DuckDBPyConnection) -> bool:
     )
     con.execute(
         _results_sql(
-            f"json_transform(a.v[2], {_RESULT_STRUCTURE})",
+            f"json_transform(a.results_j, {_RESULT_STRUCTURE})",
             "'OBJECT'",
             values,
             rest,
@@ -622,7 +627,9 @@ def _read_results_typed(con: duckdb.DuckDBPyConnection) -> bool:
         SELECT (SELECT count(*) FROM ls_res WHERE t IS NULL) + (
             SELECT count(*) FROM (SELECT annotation_id, 1 + sum(res_len + 1) AS list_len
                                   FROM ls_res GROUP BY annotation_id)
-            JOIN ls_ann USING (annotation_id) WHERE list_len <> strlen(v[2]::VARCHAR))
+            -- the text's length taken before the join, so the join does not hold the text
+            JOIN (SELECT annotation_id, strlen(results_j::VARCHAR) AS text_len FROM ls_ann)
+            USING (annotation_id) WHERE list_len <> text_len)
         """
     ).fetchall()[0][0]
     if mismatched:
@@ -643,12 +650,15 @@ def _read_results_as_text(con: duckdb.DuckDBPyConnection) -> None:
                 {{'r': coalesce(list_position({canonical}, e.key), 1000 + i), 'key': e.key, 'value': e.value}}),
             lambda e: e.key NOT IN ({dropped}))), lambda e: {{'key': e.key, 'value': e.value}})))"""
     rest = f"coalesce({ordered}, {without_keys('j', _RESULT_COLUMNS)})"
-    con.execute(_results_sql("a.v[2]::JSON[]", "json_type(j)", f"json_extract(j, [{paths}])", rest))
+    con.execute(
+        _results_sql("a.results_j::JSON[]", "json_type(j)", f"json_extract(j, [{paths}])", rest)
+    )
 
 
 def _read_results(con: duckdb.DuckDBPyConnection, path: str, collector: SkipCollector) -> None:
     if not (_READ_AS_MAPS and _read_results_typed(con)):
         _read_results_as_text(con)
+    con.execute("ALTER TABLE ls_ann DROP COLUMN results_j")
     number = (
         "coalesce(json_type(tv['{k}']) IN ('UBIGINT', 'BIGINT', 'DOUBLE') "
         "AND isfinite(tv['{k}']::DOUBLE), FALSE)"
