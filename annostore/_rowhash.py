@@ -50,9 +50,9 @@ def row_hash_expression(table: str, prefix: str = "") -> str:
 
 def _shape_terms(name: str, type_: pa.DataType) -> list[str]:
     """Terms that tell apart the values of a nested column whose element hashes agree."""
-    if pa.types.is_list(type_) or pa.types.is_large_list(type_):
+    if _is_list(type_):
         terms = [f"len({name})"]
-        if pa.types.is_list(type_.value_type) or pa.types.is_large_list(type_.value_type):
+        if _is_list(type_.value_type):
             # -1 marks a null inner list; an empty one is 0.
             terms.append(f"list_transform({name}, lambda item: coalesce(len(item), -1))")
         return terms
@@ -62,6 +62,10 @@ def _shape_terms(name: str, type_: pa.DataType) -> list[str]:
             terms.extend(_shape_terms(f"{name}.{quote(field.name)}", field.type))
         return terms
     return []
+
+
+def _is_list(type_: pa.DataType) -> bool:
+    return pa.types.is_list(type_) or pa.types.is_large_list(type_)
 
 
 _check: int | None = None

@@ -16,7 +16,7 @@ from annostore.schemas import COLUMNS, KEYS, RECORD_MODELS, TABLE_NAMES, Column,
 from . import _sql
 from ._arrow import is_sorted
 from ._provenance import is_version_table
-from ._sql import connection, first_row
+from ._sql import column_list, connection, first_row
 
 __all__ = ["Tables", "conform_table"]
 
@@ -277,7 +277,7 @@ class Tables:
                     # strictly ascending order (the usual input: 0.3 ms for 100 rows and
                     # 30-50 ms for 1M, against 8 ms and 0.19 s for grouping them in DuckDB)
                     continue
-                keys = ", ".join(f'"{k}"' for k in KEYS[name])
+                keys = column_list(KEYS[name])
                 con.register("checked", table)
                 # grouped by a 64-bit hash of the key first (0.29 s against 0.43 s for
                 # the key strings, 1M COCO regions); only a repeated hash needs the keys

@@ -411,6 +411,12 @@ _ANNOTATION_COLUMNS = [
 ]
 
 
+def _blanked(members: str, position: int) -> str:
+    """SQL of a list of JSON members with the one at ``position`` (1-based) made NULL: the
+    others keep their positions, and the text of that one is held elsewhere only once."""
+    return f"list_concat({members}[1:{position - 1}], [NULL::JSON], {members}[{position + 1}:])"
+
+
 def _read_annotations(
     con: duckdb.DuckDBPyConnection, path: str, collector: SkipCollector, report: Report
 ) -> None:
@@ -459,7 +465,7 @@ def _read_annotations(
         SELECT * EXCLUDE (j, members),
             -- the results list in a column of its own, so that it can be dropped once the
             -- results are read (it is most of the export's text); v keeps the positions
-            members[2] AS results_j, list_concat(members[1:1], [NULL::JSON], members[3:]) AS v,
+            members[2] AS results_j, {_blanked("members", 2)} AS v,
             CASE WHEN kind = 'annotation'
                  THEN coalesce(members[1]->>'$', task_id || ':annotation:' || pos)
                  ELSE 'prediction:' || coalesce(members[1]->>'$', task_id || ':' || pos) END AS annotation_id,
@@ -587,7 +593,7 @@ def _results_sql(items: str, kind: str, values: str, rest: str, more: str = "") 
         ),
         typed AS (
             -- the value's text once: in val, not in v as well
-            SELECT * EXCLUDE (v), list_concat(v[1:4], [NULL::JSON], v[6:]) AS v,
+            SELECT * EXCLUDE (v), {_blanked("v", 5)} AS v,
                    lower(v[4]->>'$') AS t, v[5] AS val, coalesce(json_type(v[5]), 'NULL') AS val_t,
                    json_transform(v[5], {_VALUE_STRUCTURE}) AS tv
             FROM parsed
