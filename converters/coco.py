@@ -43,15 +43,17 @@ from ._selection import (
 )
 from ._sqljson import (
     Items,
+    TextPieces,
     bad_rows,
     image_sizes_table,
     join_json_texts,
-    join_numbered_json_texts,
     json_object_sql,
+    json_text_pieces,
     load_array,
     load_document,
     merged_json_sql,
     numbered_json_sql,
+    numbered_json_text_pieces,
     rows_table,
     sql_string,
 )
@@ -187,11 +189,11 @@ class CocoConverter(Converter):
             with _io.atomic_folder(target, overwrite=overwrite) as folder:
                 for name, text in rendered.items():
                     with open(f"{folder}/{name}.json", "wb") as handle:
-                        handle.write(text)
+                        handle.writelines(text)
             report.files_written = len(rendered)
             return report
         with _io.atomic_file(target, overwrite=overwrite) as temp, open(temp, "wb") as handle:
-            handle.write(rendered[""])
+            handle.writelines(rendered[""])
         report.files_written = 1
         return report
 
@@ -953,9 +955,10 @@ def render(
     annotator: str | None = None,
     category_ids: str = "keep",
     image_sizes: dict[str, tuple[int, int]] | None = None,
-) -> dict[str, bytes]:
-    """The four tables → COCO JSON bytes, keyed by output name ('' for one file; the
-    annotator's name under ``policy="all"``). Losses are counted in ``report``."""
+) -> dict[str, TextPieces]:
+    """The four tables → COCO JSON text, keyed by output name ('' for one file; the
+    annotator's name under ``policy="all"``), each as pieces to write one after another
+    (or ``b"".join``). Losses are counted in ``report``."""
     with connection() as con:
         install_number_macros(con)
         register_tables(con, tables)
@@ -981,14 +984,20 @@ def render(
 _ID_PLACEHOLDERS = ("-9007199254740993", "-9007199254740995")
 
 
-def _annotation_texts(rows: pa.Table, prefix: bytes, suffix: bytes) -> bytes:
-    """The annotation records of ``rows`` joined into a JSON list's items: their ``text``,
-    or their ``head`` and ``tail`` around the numbers 1, 2, … (see ``numbered_json_sql``)."""
+def _annotation_texts(
+    body: pa.Table, group: str | None, prefix: bytes, suffix: bytes
+) -> TextPieces:
+    """The annotation records of ``body`` (those of ``group`` unless it is None) joined
+    into a JSON list's items: their ``text``, or their ``head`` and ``tail`` around the
+    numbers 1, 2, … (see ``numbered_json_sql``). A group's rows are picked out when its
+    first piece is asked for, so one group's copy is held at a time."""
+    rows = body if group is None else body.filter(pc.equal(body.column("grp"), group))
     if "text" in rows.column_names:
-        return join_json_texts(rows.column("text"), prefix, suffix)
-    return join_numbered_json_texts(
-        rows.column("head"), rows.column("tail"), '{"id":', prefix, suffix
-    )
+        yield from json_text_pieces(rows.column("text"), prefix, suffix)
+    else:
+        yield from numbered_json_text_pieces(
+            rows.column("head"), rows.column("tail"), '{"id":', prefix, suffix
+        )
 
 
 def _render(
@@ -999,7 +1008,7 @@ def _render(
     annotator: str | None,
     category_ids: str,
     image_sizes: dict[str, tuple[int, int]],
-) -> dict[str, bytes]:
+) -> dict[str, TextPieces]:
     metadata = dict(tables.metadata.get("coco", {}))
     metadata.pop("coco_results", None)
     image_labels = bool(metadata.pop("annostore_image_labels", False))
@@ -1343,11 +1352,11 @@ def _render(
         metadata = {"info": {}, "licenses": []}
 
     groups = sorted(set(body.column("grp").to_pylist())) if policy == "all" else [""]
-    outputs: dict[str, bytes] = {}
+    outputs: dict[str, TextPieces] = {}
     for group in groups:
-        rows = body.filter(pa.compute.equal(body.column("grp"), group)) if policy == "all" else body
+        picked = group if policy == "all" else None
         if results:
-            outputs[group] = _annotation_texts(rows, b"[", b"]\n")
+            outputs[group] = _annotation_texts(body, picked, b"[", b"]\n")
             continue
         head = b"".join(
             json.dumps(key).encode()
@@ -1356,9 +1365,10 @@ def _render(
             + b",\n"
             for key, value in metadata.items()
         )
-        # the annotations' text, by far the largest part, is copied once
+        # the annotations' text, by far the largest part, is copied a piece at a time
         outputs[group] = _annotation_texts(
-            rows,
+            body,
+            picked,
             b"{" + head + b'"images": [' + join_json_texts(images_json) + b'],\n"annotations": [',
             b'],\n"categories": [' + join_json_texts(categories) + b"]}\n",
         )

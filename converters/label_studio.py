@@ -44,9 +44,10 @@ from ._rle import (
 from ._selection import register_tables, unregister_tables
 from ._sqljson import (
     Items,
+    TextPieces,
     bad_rows,
-    join_json_texts,
     json_object_sql,
+    json_text_pieces,
     load_array,
     load_document,
     merged_json_sql,
@@ -228,7 +229,7 @@ class LabelStudioConverter(Converter):
         rendered = render(tables, report)
         report.check_strict(strict)
         with _io.atomic_file(target, overwrite=overwrite) as temp, open(temp, "wb") as handle:
-            handle.write(rendered)
+            handle.writelines(rendered)
         report.files_written = 1
         return report
 
@@ -1159,8 +1160,9 @@ def _labels(regions: pa.Table, config: LabelConfig | None) -> pa.Table | None:
 _INTERNAL_REGION_KEYS = ["id", "label_index", "label_path", "value", "exact"]
 
 
-def render(tables: Tables, report: Report) -> bytes:
-    """The four tables → a Label Studio JSON export (bytes)."""
+def render(tables: Tables, report: Report) -> TextPieces:
+    """The four tables → a Label Studio JSON export, as pieces of its text to write one
+    after another (or ``b"".join``)."""
     with connection() as con:
         install_number_macros(con)
         _install_macros(con)
@@ -1189,7 +1191,7 @@ def _default_from_name_sql() -> str:
     return f"CASE ls_type {cases} ELSE ls_type END"
 
 
-def _render(con: duckdb.DuckDBPyConnection, tables: Tables, report: Report) -> bytes:
+def _render(con: duckdb.DuckDBPyConnection, tables: Tables, report: Report) -> TextPieces:
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE ls_out AS
@@ -1428,7 +1430,7 @@ def _render(con: duckdb.DuckDBPyConnection, tables: Tables, report: Report) -> b
         "results": con.sql("SELECT count(*) FROM ls_results").fetchall()[0][0],
     }
     con.execute("DROP TABLE IF EXISTS ls_result_json")
-    return join_json_texts(task_rows.column("text"), b"[", b"]\n")
+    return json_text_pieces(task_rows.column("text"), b"[", b"]\n")
 
 
 def _brushes(con: duckdb.DuckDBPyConnection) -> None:

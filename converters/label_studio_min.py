@@ -102,7 +102,7 @@ class LabelStudioMinConverter(Converter):
         if options:
             raise TypeError(f"unknown JSON_MIN write options: {', '.join(sorted(options))}")
         report = Report(self.name, "write")
-        export = full.render(tables, Report(self.name, "write"))
+        export = b"".join(full.render(tables, Report(self.name, "write")))
         rendered = from_full_export(export, tables, report)
         report.check_strict(strict)
         with _io.atomic_file(target, overwrite=overwrite) as temp, open(temp, "wb") as handle:

@@ -1,5 +1,6 @@
-"""Writers join their records' JSON texts into one list body straight from Arrow buffers:
-whatever the chunking, slicing and string type, the bytes are the texts joined by ",\\n"."""
+"""Writers join their records' JSON texts into one list body straight from Arrow buffers,
+a piece at a time: whatever the chunking, slicing, piece size and string type, the bytes
+are the texts joined by ",\\n"."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from annostore.converters._sqljson import join_json_texts
+from annostore.converters._sqljson import join_json_texts, json_text_pieces
 
 
 @given(
@@ -17,9 +18,10 @@ from annostore.converters._sqljson import join_json_texts
     st.booleans(),
     st.binary(max_size=3),
     st.binary(max_size=3),
+    st.integers(1, 4),
 )
 def test_joined_texts_are_the_texts_and_separators(
-    chunks: list[list[str]], skip: int, large: bool, prefix: bytes, suffix: bytes
+    chunks: list[list[str]], skip: int, large: bool, prefix: bytes, suffix: bytes, rows: int
 ) -> None:
     kind = pa.large_string() if large else pa.string()
     arrays = [pa.array(["skipped"] * skip + texts, kind).slice(skip) for texts in chunks]
@@ -27,6 +29,10 @@ def test_joined_texts_are_the_texts_and_separators(
     expected = ",\n".join(text for texts in chunks for text in texts).encode()
     assert join_json_texts(column) == expected
     assert join_json_texts(column, prefix, suffix) == prefix + expected + suffix
+    pieces = list(json_text_pieces(column, prefix, suffix, rows_per_piece=rows))
+    assert b"".join(pieces) == prefix + expected + suffix
+    # the prefix, one piece per ``rows`` records of each chunk, the suffix
+    assert len(pieces) == 2 + sum(-(-len(texts) // rows) for texts in chunks)
 
 
 def test_a_null_text_is_refused() -> None:
@@ -104,18 +110,19 @@ def test_built_objects_are_the_text_a_merge_would_print(rows: list) -> None:
         max_size=20,
     ),
     st.integers(1, 3),
+    st.integers(1, 4),
 )
 def test_numbered_records_are_the_records_merged_with_their_numbers(
-    rows: list, chunks: int
+    rows: list, chunks: int, piece: int
 ) -> None:
     """COCO annotation ids given as a file's text is joined: the same bytes as printing
     each record with its number 1, 2, …, and ``ok`` false only where a base holds the
     placeholder's digits."""
     from annostore._sql import connection
     from annostore.converters._sqljson import (
-        join_numbered_json_texts,
         merged_json_sql,
         numbered_json_sql,
+        numbered_json_text_pieces,
     )
 
     placeholder = "-9007199254740993"
@@ -151,5 +158,7 @@ def test_numbered_records_are_the_records_merged_with_their_numbers(
         return
     size = -(-parts.num_rows // chunks)
     parts = pa.Table.from_batches(parts.to_batches(max_chunksize=size))
-    joined = join_numbered_json_texts(parts.column("head"), parts.column("tail"), '{"id":')
-    assert joined == ",\n".join(expected).encode()
+    pieces = numbered_json_text_pieces(
+        parts.column("head"), parts.column("tail"), '{"id":', rows_per_piece=piece
+    )
+    assert b"".join(pieces) == ",\n".join(expected).encode()
