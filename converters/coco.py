@@ -23,7 +23,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from annostore._sql import connection, quote
+from annostore._sql import connection
 from annostore.errors import AnnostoreError, ParseError
 from annostore.tables import Tables
 
@@ -971,7 +971,6 @@ def render(
                 "classes",
                 "coco_out_img",
                 "coco_out_reg",
-                "coco_sorted",
                 "coco_masks",
                 "coco_sizes",
             ):
@@ -1065,17 +1064,32 @@ def _render(
 
     # regions of the selected annotations, in pixels
     shown_class = "'class'" if image_labels else "'-'"
+    shown = f"""regions r JOIN selected s USING (annotation_id)
+            JOIN coco_out_img i ON i.task_id = s.task_id
+            LEFT JOIN classes c ON c.label = r.label
+            WHERE r.type IN ('bbox', 'polygon', 'mask', 'keypoints', 'ellipse', 'text', {shown_class})"""
+    integer_regions = con.sql(
+        f"""
+        SELECT coalesce(bool_and(regexp_full_match(region_id, '-?(0|[1-9][0-9]{{0,17}})')), TRUE)
+               AND count(DISTINCT region_id) = count(*)
+        FROM {shown} AND (r.type <> 'text' OR r.value IS NOT NULL)
+        """
+    ).fetchall()[0][0]
+    if not integer_regions:
+        report.notes.append(
+            "region ids are not unique integers: COCO annotation ids were numbered 1.. per file"
+        )
+    # The table is made in file order, so the records are printed by scanning it (a scan
+    # keeps a table's order): sorting the printed text held every record's text beside its
+    # columns, and sorting a table of every column held the regions twice.
+    order = "region_id::BIGINT" if integer_regions else "annotation_id, region_id"
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE coco_out_reg AS
         WITH r AS (
             -- (no row numbers: numbering the rows made DuckDB gather them in one thread,
             -- 0.8 s of 1.7 s at a million regions; masks are joined back by key)
-            SELECT r.*, s.grp, i.image_id, i.iw, i.ih, c.number AS category_id
-            FROM regions r JOIN selected s USING (annotation_id)
-            JOIN coco_out_img i ON i.task_id = s.task_id
-            LEFT JOIN classes c ON c.label = r.label
-            WHERE r.type IN ('bbox', 'polygon', 'mask', 'keypoints', 'ellipse', 'text', {shown_class})
+            SELECT r.*, s.grp, i.image_id, i.iw, i.ih, c.number AS category_id FROM {shown}
         ),
         kept AS (
             -- pixel values kept as read where scaled() would not give them back; used
@@ -1106,7 +1120,10 @@ def _render(
                       [ex_bbox[1] / iw, ex_bbox[2] / ih, ex_bbox[3] / iw, ex_bbox[4] / ih] = [x, y, w, h],
                       FALSE) AS ex_bbox_ok FROM kept)
         )
-        SELECT *,
+        -- only what the records print, and what the report counts: the rest of each
+        -- region's columns (its normalized geometry, the kept pixel values) would be sorted too
+        SELECT grp, image_id, annotation_id, region_id, category_id, type, value, mask, rings, kp,
+            extra, score, rotated, NULL::VARCHAR AS counts_list, NULL::DOUBLE AS mask_area,
             CASE
                 WHEN rotated AND type = 'ellipse' THEN [
                     b_x + b_w / 2 - sqrt(pow(b_w / 2 * cos(radians(rotation)), 2) + pow(b_h / 2 * sin(radians(rotation)), 2)),
@@ -1132,6 +1149,7 @@ def _render(
             -- the fingerprint only where an area read from a file may be kept
             area_geometry IS NULL OR area_geometry <> {_GEOMETRY_FINGERPRINT} AS geometry_changed
         FROM px
+        ORDER BY grp, image_id, {order}
         """
     )
     # what COCO cannot hold
@@ -1205,24 +1223,17 @@ def _render(
         },
     )
 
-    integer_regions = con.sql(
-        """
-        SELECT coalesce(bool_and(regexp_full_match(region_id, '-?(0|[1-9][0-9]{0,17})')), TRUE)
-               AND count(DISTINCT region_id) = count(*)
-        FROM coco_out_reg WHERE type <> 'text' OR value IS NOT NULL
-        """
-    ).fetchall()[0][0]
-    if not integer_regions:
-        report.notes.append(
-            "region ids are not unique integers: COCO annotation ids were numbered 1.. per file"
+    if mask_rows:
+        # in place: an update keeps the table's order
+        con.execute(
+            """
+            UPDATE coco_out_reg SET counts_list = m.counts_list, mask_area = m.mask_area
+            FROM coco_masks m
+            WHERE coco_out_reg.annotation_id = m.annotation_id
+              AND coco_out_reg.region_id = m.region_id AND coco_out_reg.grp = m.grp
+            """
         )
-    # only what the records print stays: the rest of each region's columns (its
-    # normalized geometry, the kept pixel values) would sit beside the sort below
-    printed = {"grp", "image_id", "annotation_id", "region_id", "category_id", "type", "value"}
-    printed |= {"bbox", "mask", "rings", "kp", "geometry_changed", "extra", "score"}
-    for (column,) in con.sql("SELECT column_name FROM (DESCRIBE coco_out_reg)").fetchall():
-        if column not in printed:
-            con.execute(f"ALTER TABLE coco_out_reg DROP COLUMN {quote(column)}")
+    con.execute("DROP TABLE coco_masks")
     shoelace = (
         "list_sum(list_transform(rings, lambda g: abs(list_sum(list_transform("
         "range(len(g) // 2), lambda k: g[2 * k + 1] * g[2 * ((k + 1) % (len(g) // 2)) + 2]"
@@ -1262,21 +1273,10 @@ def _render(
         ),
         ("score", f"CASE WHEN {'TRUE' if results else 'FALSE'} THEN score END"),
     ]
-    # The records are printed from a table already in file order: a query scanning a table
-    # keeps its order, so DuckDB need not sort the printed text (the conversion's peak
-    # memory was that sort, holding every record's text beside its columns).
-    order = "region_id::BIGINT" if integer_regions else "annotation_id, region_id"
-    con.execute(
-        f"""
-        CREATE OR REPLACE TEMP TABLE coco_sorted AS
-        SELECT coco_out_reg.*, m.counts_list, m.mask_area
-        FROM coco_out_reg LEFT JOIN coco_masks m USING (annotation_id, region_id, grp)
-        WHERE NOT (type = 'text' AND (value IS NULL OR {"TRUE" if results else "FALSE"}))
-        ORDER BY grp, image_id, {order}
-        """
+    exported = (
+        "FROM coco_out_reg m WHERE NOT "
+        f"(type = 'text' AND (value IS NULL OR {'TRUE' if results else 'FALSE'}))"
     )
-    con.execute("DROP TABLE coco_out_reg")
-    exported = "FROM coco_sorted m"
 
     def records(region_id: str, sort: str = "") -> pa.Table:
         text = merged_json_sql("extra", [("id", region_id), *pairs], drop=_INTERNAL_EXTRA)
@@ -1302,7 +1302,7 @@ def _render(
                 "row_number() OVER (PARTITION BY grp ORDER BY image_id, annotation_id, region_id)",
                 "ORDER BY grp, image_id, annotation_id, region_id",
             )
-    con.execute("DROP TABLE coco_sorted")
+    con.execute("DROP TABLE coco_out_reg")
     written = body.num_rows
     report.counts["regions"] = written
     images_json = (

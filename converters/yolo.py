@@ -894,13 +894,15 @@ def _parse(
         con.execute(
             f"""
             CREATE OR REPLACE TEMP TABLE yolo_regions AS
-            SELECT t.task_id, c.label_file,
+            SELECT t.task_id,
                    {"coalesce(nm.name, v[1]::BIGINT::VARCHAR)" if not has_names else "nm.name"} AS label,
-                   v[1]::BIGINT AS class, {score} AS score, {geometry} AS g, v, n
+                   {score} AS score, {geometry} AS g{", v" if variant == "pose" else ""}
             FROM yolo_checked c JOIN yolo_tasks t USING (image)
             LEFT JOIN yolo_names nm ON nm.class = v[1]::BIGINT
             """
         )
+        # the lines' text and values are not needed past here: not held beside the sort below
+        con.execute("DROP TABLE yolo_checked")
         annotations = con.sql(
             """
             SELECT t.task_id AS annotation_id, t.task_id,
