@@ -1140,11 +1140,15 @@ def _render(
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE yolo_out AS
-        SELECT r.*, s.grp, s.task_id, t.uri, t.split,
+        -- only what the lines print and the report counts: not the regions' ids, labels,
+        -- masks and extra text, which the label lines' grouping would hold beside them
+        SELECT r.type, r.x, r.y, r.w, r.h, r.rotation, r.polygons, r.keypoints, r.score,
+               r.value IS NOT NULL AS transcribed, s.grp,
                coalesce(t.width, z.sw)::DOUBLE AS iw, coalesce(t.height, z.sh)::DOUBLE AS ih,
                c.class_index AS class,
                coalesce(r.rotation, 0) % 360 <> 0 AS rotated,
                coalesce(TRY_CAST(r.extra->>'$.iscrowd' AS BIGINT), 0) = 1 AS crowd,
+               TRY_CAST(r.extra->'$.yolo_centre' AS DOUBLE[]) AS kept_centre,
                {_label_file_sql(keep_layout=keep_layout)} AS label_file
         FROM regions r JOIN selected s USING (annotation_id)
         JOIN tasks t ON t.task_id = s.task_id
@@ -1184,7 +1188,7 @@ def _render(
             "polygons that are not 4-point written as their bounding box corners",
             count(f"{keep} AND type = 'polygon' AND (len(polygons) <> 1 OR len(polygons[1]) <> 8)"),
         )
-    report.drop("transcriptions on shapes dropped", count(f"{keep} AND value IS NOT NULL"))
+    report.drop("transcriptions on shapes dropped", count(f"{keep} AND transcribed"))
     if not predictions:
         report.drop(
             "region scores dropped (only predictions carry a confidence)",
@@ -1379,7 +1383,7 @@ def _line_sql(variant: str, predictions: bool, keypoint_dims: int = 3) -> str:
     """SQL: one label line of a region (``box`` is its normalized envelope)."""
     text = "lambda v: v::VARCHAR"
     conf = " || coalesce(' ' || score::VARCHAR, '')" if predictions else ""
-    kept = "TRY_CAST(extra->'$.yolo_centre' AS DOUBLE[])"
+    kept = "kept_centre"  # the centre a YOLO file gave, where the box would not give it back
     cx = f"CASE WHEN {kept}[1] - box[3] / 2 = box[1] THEN {kept}[1] ELSE centre(box[1], box[3]) END"
     cy = f"CASE WHEN {kept}[2] - box[4] / 2 = box[2] THEN {kept}[2] ELSE centre(box[2], box[4]) END"
     centre = f"({cx})::VARCHAR || ' ' || ({cy})::VARCHAR || ' ' || box[3]::VARCHAR || ' ' || box[4]::VARCHAR"
