@@ -329,6 +329,48 @@ def test_same_tables_give_byte_identical_files(tmp_path: Path) -> None:
     assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
 
 
+@pytest.mark.parametrize(
+    ("fmt", "module", "pieces"),
+    [
+        ("coco", "coco", "numbered_json_text_pieces"),
+        ("coco", "coco", "json_text_pieces"),
+        ("label-studio", "label_studio", "json_text_pieces"),
+    ],
+)
+def test_a_write_that_fails_midway_leaves_the_old_file_and_no_temporary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fmt: str, module: str, pieces: str
+) -> None:
+    """The text is written a piece at a time: a failure after the first pieces (a full
+    disk, say) leaves the file that was there, whole, and nothing else."""
+    from importlib import import_module
+
+    target = tmp_path / "out.json"
+    target.write_bytes(b"the previous export")
+    written = import_module(f"annostore.converters.{module}")
+    original = getattr(written, pieces)
+
+    def failing(*args, **kwargs):
+        yield from list(original(*args, **kwargs))[:2]
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(written, pieces, failing)
+    tables = detection_tables(2)
+    if pieces == "json_text_pieces" and fmt == "coco":
+        # region ids that are integers are printed whole, not around a number
+        tables = annostore.Tables(
+            tasks=tables.tasks,
+            annotations=tables.annotations,
+            regions=tables.regions.set_column(
+                1, "region_id", pa.array([str(n) for n in range(tables.regions.num_rows)])
+            ),
+            labels=tables.labels,
+        )
+    with pytest.raises(OSError, match="No space left"):
+        annostore.write(tables, target, fmt, overwrite=True)
+    assert target.read_bytes() == b"the previous export"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json"]
+
+
 def boxes_on_images(
     images: list[int], region_ids: list[str], extra: dict[str, str] | None = None
 ) -> annostore.Tables:
