@@ -1088,7 +1088,7 @@ def _render(
         CREATE OR REPLACE TEMP TABLE coco_out_reg AS
         WITH r AS (
             -- (no row numbers: numbering the rows made DuckDB gather them in one thread,
-            -- 0.8 s of 1.7 s at a million regions; masks are joined back by key)
+            -- 0.8 s of 1.7 s at a million regions; masks are matched back by key)
             SELECT r.*, s.grp, i.image_id, i.iw, i.ih, c.number AS category_id FROM {shown}
         ),
         kept AS (
