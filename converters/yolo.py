@@ -1137,6 +1137,12 @@ def _render(
         "pose": "('keypoints',)",
         "obb": "('bbox', 'polygon')",
     }[variant]
+    # only box lines print a centre (detect and pose)
+    kept_centre = (
+        "TRY_CAST(r.extra->'$.yolo_centre' AS DOUBLE[])"
+        if variant in ("detect", "pose")
+        else "NULL::DOUBLE[]"
+    )
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE yolo_out AS
@@ -1148,7 +1154,7 @@ def _render(
                c.class_index AS class,
                coalesce(r.rotation, 0) % 360 <> 0 AS rotated,
                coalesce(TRY_CAST(r.extra->>'$.iscrowd' AS BIGINT), 0) = 1 AS crowd,
-               TRY_CAST(r.extra->'$.yolo_centre' AS DOUBLE[]) AS kept_centre,
+               {kept_centre} AS kept_centre,
                {_label_file_sql(keep_layout=keep_layout)} AS label_file
         FROM regions r JOIN selected s USING (annotation_id)
         JOIN tasks t ON t.task_id = s.task_id
