@@ -13,6 +13,7 @@ import tempfile
 from typing import Any
 
 import click
+import duckdb
 
 from . import __version__, _cli_convert, _cli_ls
 from ._output import chosen_format, output_options, render_record, render_rows
@@ -25,7 +26,8 @@ from .version import Version
 
 
 class CommandError(click.ClickException):
-    """An AnnostoreError (or an OS error about the store) shown as one line, exit status 1."""
+    """An AnnostoreError (or an OS error, or running out of memory) shown as one line,
+    exit status 1."""
 
     exit_code = 1
 
@@ -41,6 +43,13 @@ class AnnostoreGroup(click.Group):
             if ctx.params.get("debug") or os.environ.get("ANNOSTORE_DEBUG"):
                 raise
             raise CommandError(str(exc) or type(exc).__name__) from exc
+        except (MemoryError, duckdb.OutOfMemoryException) as exc:
+            # the machine's limit: one line that says so, not a traceback
+            if ctx.params.get("debug") or os.environ.get("ANNOSTORE_DEBUG"):
+                raise
+            reason = str(exc).split("\n")[0].removeprefix("Out of Memory Error: ")
+            reason = reason or "no more memory could be allocated"
+            raise CommandError(f"out of memory: {reason}") from exc
 
 
 def _store(ctx: click.Context) -> Store:

@@ -74,6 +74,8 @@ def load_document(
         con.execute(
             f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT {shape} AS doc FROM {name}_text"
         )
+    except duckdb.OutOfMemoryException:
+        raise  # the machine's limit, not the file's fault: never "malformed JSON"
     except duckdb.Error as exc:
         message = str(exc).split("\n")[0]
         found = _BYTE.search(message)
@@ -140,10 +142,14 @@ def load_array(
                 try:
                     read("MAP(VARCHAR, JSON)")
                     shape = "objects"
+                except duckdb.OutOfMemoryException:
+                    raise
                 except duckdb.Error:
                     read("JSON")
             else:
                 read("JSON")
+        except duckdb.OutOfMemoryException:
+            raise
         except duckdb.Error as exc:
             # DuckDB's reader counts bytes within an item; the document parser names the
             # offset in the file

@@ -691,3 +691,36 @@ def test_a_cut_or_empty_export_names_the_file_and_byte(tmp_path, content, messag
     (tmp_path / "cut.json").write_bytes(content)
     with pytest.raises(annostore.ParseError, match=message):
         annostore.read(tmp_path / "cut.json", "label-studio")
+
+
+def test_running_out_of_memory_is_not_reported_as_malformed_json(tmp_path, monkeypatch):
+    """A DuckDB memory limit hit while reading a valid export surfaces as out of memory
+    (one line in the CLI), never as a ParseError blaming the file."""
+    from click.testing import CliRunner
+
+    from annostore import _sql
+    from annostore.cli import cli
+
+    tasks = [{**_ONE_BOX[0], "id": i} for i in range(20_000)]
+    (tmp_path / "big.json").write_text(json.dumps(tasks))
+    made = _sql._new_connection
+
+    def limited():
+        con = made()
+        con.execute("SET memory_limit = '4MB'")
+        return con
+
+    monkeypatch.setattr(_sql, "_new_connection", limited)
+    monkeypatch.setattr(_sql._local, "con", None, raising=False)
+    with pytest.raises(Exception) as caught:
+        annostore.read(tmp_path / "big.json", "label-studio")
+    assert not isinstance(caught.value, annostore.ParseError)
+    assert "memory" in str(caught.value).lower()
+
+    result = CliRunner().invoke(
+        cli, ["convert", str(tmp_path / "big.json"), str(tmp_path / "out.json"), "--to", "coco"]
+    )
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[-1].startswith("error: out of memory: failed to allocate")
+    assert "Traceback" not in result.stderr and "malformed" not in result.stderr
+    assert not (tmp_path / "out.json").exists()
