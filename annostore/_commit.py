@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 import duckdb
 import pyarrow as pa
@@ -27,8 +28,10 @@ from ._fragments import (
     merge_rule_sql,
     read_file,
     read_files,
+    read_fragments,
     register_live_rows,
     tombstoned_keys,
+    tombstones_that_apply,
     write_file,
     write_fragments,
 )
@@ -133,6 +136,27 @@ def plan_table(
         con.unregister("incoming")
         return _write_change(storage, folder, table, incoming, changes, seq)
     hashed = f"(SELECT {key_sql}, {ORDER}, {row_hash_expression(table)} AS h FROM incoming)"
+    base_hashes = (
+        _hashes_in_key_order(con, storage, folder, table, base)
+        if full and nothing_removed and base is not None and base.rows == incoming.num_rows
+        else None
+    )
+    if base_hashes is not None:
+        incoming_hashes = _incoming_hashes(con, table)
+        if incoming_hashes.equals(base_hashes):
+            # Row for row the same rows in the same (key) order: nothing changed, and the
+            # join below is not needed (a table committed again as it was).
+            con.unregister("incoming")
+            return TableChange(table=table, changes=changeset_schema(table).empty_table())
+        # the join below uses the hashes just computed instead of computing them again
+        con.unregister("incoming")
+        con.register(
+            "incoming",
+            incoming.append_column(ORDER, positions.column(0)).append_column(
+                _INCOMING_HASH, incoming_hashes
+            ),
+        )
+        hashed = f"(SELECT {key_sql}, {ORDER}, {_INCOMING_HASH} AS h FROM incoming)"
 
     registered = ["incoming", "deleted_keys"]
     base_sql = "SELECT * FROM base_rows"
@@ -195,6 +219,41 @@ def plan_table(
             con.unregister(name)
 
     return _write_change(storage, folder, table, incoming, changes, seq)
+
+
+#: the incoming rows' hashes, when computed before the comparison (a name no column has)
+_INCOMING_HASH = "_incoming_row_hash"
+
+
+def _hashes_in_key_order(
+    con: duckdb.DuckDBPyConnection,
+    storage: Storage,
+    folder: str,
+    table: str,
+    base: TableState,
+) -> pa.ChunkedArray | None:
+    """The base's row hashes in key order, when its files hold exactly its live rows in
+    ranges that do not overlap (no tombstones apply: a first commit, a compaction);
+    otherwise None. Reads the keys with the hashes, as the comparison does after it."""
+    if tombstones_that_apply(base, base.fragments):
+        return None
+    ordered = sorted(base.fragments, key=lambda f: f.key_min)
+    if any(a.key_max >= b.key_min for a, b in pairwise(ordered)):
+        return None
+    parts = read_fragments(con, storage, folder, table, ordered, [*KEYS[table], ROW_HASH])
+    return pa.chunked_array(
+        [chunk for part in parts for chunk in part.column(ROW_HASH).chunks], pa.uint64()
+    )
+
+
+def _incoming_hashes(con: duckdb.DuckDBPyConnection, table: str) -> pa.ChunkedArray:
+    """The registered incoming rows' hashes, in their order."""
+    hashed = con.sql(
+        f"SELECT {ORDER}, {row_hash_expression(table)} AS h FROM incoming"
+    ).to_arrow_table()
+    if not _counts_up(hashed.column(ORDER)):
+        hashed = hashed.sort_by(ORDER)  # DuckDB keeps a scan's order here; should it not
+    return hashed.column("h")
 
 
 def _inserts_in_place(con: duckdb.DuckDBPyConnection, table: str, incoming: pa.Table) -> pa.Table:

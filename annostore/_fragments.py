@@ -252,7 +252,7 @@ if hasattr(os, "register_at_fork"):  # (not on Windows, which does not fork)
     os.register_at_fork(after_in_child=_forget_pool)
 
 
-def _read_fragments(
+def read_fragments(
     con: duckdb.DuckDBPyConnection,
     storage: Storage,
     folder: str,
@@ -398,7 +398,7 @@ def live_rows(
         return _empty(table, wanted)
     tombstones = tombstones_that_apply(state, fragments)
     read_columns = wanted + [k for k in keys if k not in wanted]
-    parts = _read_fragments(con, storage, folder, table, fragments, read_columns)
+    parts = read_fragments(con, storage, folder, table, fragments, read_columns)
     rows = pa.concat_tables(parts)
     if not tombstones and restrict is None:
         return rows.select(wanted)
@@ -510,7 +510,7 @@ def register_live_rows(
         part.append_column(SEQ, pa.repeat(pa.scalar(f.seq, pa.int64()), f.rows))
         for f, part in zip(
             state.fragments,
-            _read_fragments(con, storage, folder, table, state.fragments, read_columns),
+            read_fragments(con, storage, folder, table, state.fragments, read_columns),
             strict=True,
         )
     ]
