@@ -16,7 +16,7 @@ import posixpath
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +39,7 @@ __all__ = [
     "read_bytes",
     "read_local_files",
     "safe_relative",
+    "write_whole_file",
 ]
 
 
@@ -242,6 +243,13 @@ def atomic_file(url: str, *, overwrite: bool = False) -> Iterator[str]:
         temp = os.path.join(folder, posixpath.basename(path) or "output")
         yield temp
         fs.put_file(temp, path)
+
+
+def write_whole_file(url: str, pieces: Iterable[bytes], *, overwrite: bool = False) -> None:
+    """Write ``pieces`` one after another as the file ``url``: it appears whole or not at
+    all (a failure while the pieces are made leaves any previous file as it was)."""
+    with atomic_file(url, overwrite=overwrite) as temp, open(temp, "wb") as handle:
+        handle.writelines(pieces)
 
 
 @contextmanager

@@ -192,8 +192,7 @@ class CocoConverter(Converter):
                         handle.writelines(text)
             report.files_written = len(rendered)
             return report
-        with _io.atomic_file(target, overwrite=overwrite) as temp, open(temp, "wb") as handle:
-            handle.writelines(rendered[""])
+        _io.write_whole_file(target, rendered[""], overwrite=overwrite)
         report.files_written = 1
         return report
 

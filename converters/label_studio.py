@@ -228,8 +228,7 @@ class LabelStudioConverter(Converter):
         report = Report(self.name, "write")
         rendered = render(tables, report)
         report.check_strict(strict)
-        with _io.atomic_file(target, overwrite=overwrite) as temp, open(temp, "wb") as handle:
-            handle.writelines(rendered)
+        _io.write_whole_file(target, rendered, overwrite=overwrite)
         report.files_written = 1
         return report
 

@@ -105,8 +105,7 @@ class LabelStudioMinConverter(Converter):
         export = b"".join(full.render(tables, Report(self.name, "write")))
         rendered = from_full_export(export, tables, report)
         report.check_strict(strict)
-        with _io.atomic_file(target, overwrite=overwrite) as temp, open(temp, "wb") as handle:
-            handle.write(rendered)
+        _io.write_whole_file(target, [rendered], overwrite=overwrite)
         report.files_written = 1
         return report
 
