@@ -13,9 +13,9 @@ from __future__ import annotations
 import functools
 import json
 import warnings
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ._kept import fingerprint, keep
 from ._manifest import Manifest
 from ._storage import sha256_hex
 from .errors import NotFoundError
@@ -31,18 +31,10 @@ _FORMAT = "annostore.stats"
 
 @functools.cache
 def computation_id() -> str:
-    """A fingerprint of the modules that compute and store stats (changes when they do).
-
-    An installation without their source (only compiled files) falls back to the release
-    number (so stats are recomputed once per release)."""
-    here = Path(__file__).parent
-    try:
-        code = b"".join((here / name).read_bytes() for name in ("stats.py", "_stats_store.py"))
-    except OSError:
-        from . import __version__
-
-        return f"release-{__version__}"
-    return sha256_hex(code)[:16]
+    """A fingerprint of the modules that compute and store stats (see ``_kept``)."""
+    return fingerprint(
+        "stats.py", "_stats_store.py", "_kept.py", "query.py", "_fragments.py", "_sql.py"
+    )
 
 
 def stats_path(folder: str, manifest: Manifest) -> str:
@@ -108,14 +100,12 @@ def store(storage: Storage, folder: str, manifest: Manifest, stats: dict[str, An
         f'{{"format":"{_FORMAT}","number":{manifest.number},'
         f'"version_id":"{manifest.id}","sha256":"{sha256_hex(body.encode())}","stats":{body}}}\n'
     )
-    try:
-        storage.write_whole(stats_path(folder, manifest), envelope.encode())
-    except OSError as exc:
-        warnings.warn(
-            f"{storage.url}: could not keep the stats of version {manifest.number} "
-            f"({type(exc).__name__}: {exc}); they will be computed again next time",
-            stacklevel=3,
-        )
+    keep(
+        storage,
+        stats_path(folder, manifest),
+        envelope.encode(),
+        f"the stats of version {manifest.number}",
+    )
 
 
 def stored_problem(path: str, data: bytes, manifests_by_id: dict[str, Manifest]) -> str | None:

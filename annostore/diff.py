@@ -26,6 +26,8 @@ import pyarrow.parquet as pq
 from annostore.schemas import COLUMNS, KEYS, TABLE_NAMES, arrow_schema
 
 from ._diff_counts import LineTable, key_counts, line_changes
+from ._diff_store import read_kept
+from ._diff_store import store as keep
 from ._fragments import SEQ, read_files
 from ._manifest import Fragment, Manifest, TableState
 from ._rowhash import ROW_HASH, row_hash_check, row_hash_expression
@@ -111,6 +113,47 @@ class _Details:
     labels_removed: list[str]
     regions_paired: int
 
+    def parts(self) -> tuple[dict[str, Any], dict[str, pa.Table]]:
+        """Everything as JSON-ready facts and Arrow tables (what ``_diff_store`` keeps)."""
+        facts = {
+            "tables": {
+                name: {
+                    "counts": [diff.added, diff.removed, diff.changed, diff.unchanged],
+                    "fields_changed": list(diff.fields_changed.items()),
+                }
+                for name, diff in self.tables.items()
+            },
+            "label_changes": self.label_changes,
+            "tasks_newly_labeled": self.tasks_newly_labeled,
+            "tasks_newly_unlabeled": self.tasks_newly_unlabeled,
+            "labels_added": self.labels_added,
+            "labels_removed": self.labels_removed,
+            "regions_paired": self.regions_paired,
+        }
+        tables = {f"rows/{name}": diff.rows for name, diff in self.tables.items()}
+        return facts, {**tables, "regions": self.regions}
+
+    @classmethod
+    def from_parts(cls, facts: dict[str, Any], tables: dict[str, pa.Table]) -> _Details:
+        """The inverse of :meth:`parts`."""
+        return cls(
+            tables={
+                name: TableDiff(
+                    *table["counts"],
+                    tables[f"rows/{name}"],
+                    dict(table["fields_changed"]),
+                )
+                for name, table in facts["tables"].items()
+            },
+            regions=tables["regions"],
+            label_changes=facts["label_changes"],
+            tasks_newly_labeled=facts["tasks_newly_labeled"],
+            tasks_newly_unlabeled=facts["tasks_newly_unlabeled"],
+            labels_added=facts["labels_added"],
+            labels_removed=facts["labels_removed"],
+            regions_paired=facts["regions_paired"],
+        )
+
 
 class Diff:
     """What changed from version ``a`` to version ``b`` of a dataset.
@@ -141,7 +184,13 @@ class Diff:
 
     @functools.cached_property
     def _details(self) -> _Details:
-        return _compute_details(*self._inputs, self.iou_threshold, self._lines)
+        dataset, a, b = self._inputs
+        kept = read_kept(dataset._storage, dataset._folder, a, b, self.iou_threshold)
+        if kept is not None:
+            return _Details.from_parts(*kept)
+        details = _compute_details(dataset, a, b, self.iou_threshold, self._lines)
+        keep(dataset._storage, dataset._folder, a, b, self.iou_threshold, *details.parts())
+        return details
 
     def _table(self, table: str) -> TableDiff:
         return self._details.tables[table]

@@ -6,9 +6,8 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from . import _diff_store, _stats_store
 from ._manifest import FileRef, Manifest, parse_version_name
-from ._stats_store import FOLDER as STATS_FOLDER
-from ._stats_store import computation_id, stored_problem
 from ._storage import TEMP_PREFIX, sha256_hex
 from .errors import AnnostoreError
 
@@ -94,10 +93,18 @@ def _version_files(dataset: Dataset) -> list[tuple[str, int | None]]:
     return [(name, parse_version_name(name)) for name in names]
 
 
-def _outdated_stats(relative: str) -> bool:
-    """Stats kept by a release that computed them differently: never read again."""
+#: what is kept next to versions (see ``_kept``): folder → (its running computation id,
+#: what is wrong with one of its files)
+_KEPT = {
+    _stats_store.FOLDER: (_stats_store.computation_id, _stats_store.stored_problem),
+    _diff_store.FOLDER: (_diff_store.computation_id, _diff_store.kept_problem),
+}
+
+
+def _outdated_kept(relative: str) -> bool:
+    """Stats or diffs kept by a release that computed them differently: never read again."""
     parts = relative.split("/")
-    return len(parts) == 3 and parts[0] == STATS_FOLDER and parts[1] != computation_id()
+    return len(parts) == 3 and parts[0] in _KEPT and parts[1] != _KEPT[parts[0]][0]()
 
 
 def collect_garbage(store: Store, grace_seconds: float, dry_run: bool) -> GcReport:
@@ -119,7 +126,7 @@ def collect_garbage(store: Store, grace_seconds: float, dry_run: bool) -> GcRepo
             relative = path[len(prefix) :]
             basename = relative.rsplit("/", 1)[-1]
             is_object = relative.startswith("objects/") and relative not in referenced
-            if not (is_object or _outdated_stats(relative) or basename.startswith(TEMP_PREFIX)):
+            if not (is_object or _outdated_kept(relative) or basename.startswith(TEMP_PREFIX)):
                 continue
             if modified is None or now - modified < grace_seconds:
                 report.kept_young += 1
@@ -192,14 +199,13 @@ def verify_store(store: Store) -> VerifyReport:
                         f"names version {number}, which does not exist",
                     )
                 )
-        for path, _, _ in storage.list_files(
-            f"{dataset._folder}/{STATS_FOLDER}/{computation_id()}"
-        ):
-            if path.rsplit("/", 1)[-1].startswith(TEMP_PREFIX):
-                continue
-            problem = stored_problem(path, storage.read_bytes(path), by_id)
-            if problem is not None:
-                report.problems.append(Problem(name, path, problem))
+        for folder, (computation_id, problem_of) in _KEPT.items():
+            for path, _, _ in storage.list_files(f"{dataset._folder}/{folder}/{computation_id()}"):
+                if path.rsplit("/", 1)[-1].startswith(TEMP_PREFIX):
+                    continue
+                problem = problem_of(path, storage.read_bytes(path), by_id)
+                if problem is not None:
+                    report.problems.append(Problem(name, path, problem))
         prefix = f"{dataset._folder}/"
         for path, _, _ in storage.list_files(f"{dataset._folder}/objects"):
             if path[len(prefix) :] not in checked and not path.rsplit("/", 1)[-1].startswith(

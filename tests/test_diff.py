@@ -174,9 +174,18 @@ def test_diff_counts_agree_with_a_brute_force_comparison(states, compact_after):
         diff = ds.diff(numbers[i], numbers[j], iou_threshold=None)
         # the same diff with its rows found by comparing the versions' files, not from the
         # changesets of the commits between them
-        with mock.patch("annostore.diff.line_changes", return_value=None):
+        with (
+            mock.patch("annostore.diff.line_changes", return_value=None),
+            mock.patch("annostore.diff.read_kept", return_value=None),
+        ):
             by_files = ds.diff(numbers[i], numbers[j], iou_threshold=None)
             by_files_regions = by_files.regions
+        # and the same diff read back from the store, where the first one was kept
+        with mock.patch("annostore.diff._compute_details", side_effect=AssertionError("computed")):
+            kept = ds.diff(numbers[i], numbers[j], iou_threshold=None)
+            assert kept.regions.equals(diff.regions) and kept.to_dict() == diff.to_dict()
+            for table in ("tasks", "annotations", "regions", "labels"):
+                assert kept.tables[table].rows.equals(diff.tables[table].rows), table
         assert diff.regions.equals(by_files_regions)
         assert diff.tasks_newly_labeled == by_files.tasks_newly_labeled
         assert diff.tasks_newly_unlabeled == by_files.tasks_newly_unlabeled
@@ -258,3 +267,72 @@ def test_cli_diff_counts_come_from_the_changesets(tmp_path, monkeypatch):
         1,
         0,
     )
+
+
+def test_a_diff_is_computed_once_per_pair_and_kept(store_spec, monkeypatch):
+    """The details of a diff are kept in the store: another process asking for the same
+    pair reads them (nothing compared); a damaged file is reported by verify and computed
+    again; each IoU threshold and each direction is its own."""
+    url, options = store_spec
+    store = annostore.open(url, storage_options=options)
+    ds = store.create_dataset("pets")
+    ds.commit(_round([_box("a1", "r1", "cat", 0.1), _box("a2", "r1", "dog", 0.3)]))
+    ds.commit(_round([_box("a1", "r1", "dog", 0.1), _box("a3", "r1", "dog", 0.5)]))
+    first = ds.diff(1, 2)
+    summary, regions = first.to_dict(), first.regions
+    assert store.verify().ok, store.verify().problems
+
+    def no_compare(*args, **kwargs):
+        raise AssertionError("the versions were compared")
+
+    monkeypatch.setattr("annostore.diff._compute_details", no_compare)
+    again = annostore.open(url, storage_options=options).dataset("pets").diff(1, 2)
+    assert again.to_dict() == summary and again.regions.equals(regions)
+    assert again.tables["regions"].fields_changed == {"label": 1}
+    assert again.label_changes == [{"from": "cat", "to": "dog", "count": 1}]
+    assert sorted(again.regions.column("status").to_pylist()) == ["added", "changed", "removed"]
+    for a, b, threshold in ((2, 1, 0.5), (1, 2, None), (1, 2, 0.7)):
+        with pytest.raises(AssertionError, match="compared"):
+            assert ds.diff(a, b, iou_threshold=threshold).regions
+    monkeypatch.undo()
+
+    # A damaged file is reported by verify, and computed again (with a warning) when read.
+    (path,) = [p for p, _, _ in store._storage.list_files("datasets/pets/diffs")]
+    data = bytearray(store._storage.read_bytes(path))
+    data[-5] ^= 0xFF
+    store._storage.write_whole(path, bytes(data))
+    assert [p.problem for p in store.verify().problems] == [
+        "corrupted: the kept diff does not match its sha256"
+    ]
+    with pytest.warns(UserWarning, match="does not match its sha256; computing it again"):
+        assert ds.diff(1, 2).to_dict() == summary
+    assert store.verify().ok
+
+
+def test_gc_removes_diffs_kept_by_another_computation(tmp_path):
+    store = annostore.open(str(tmp_path / "store"))
+    ds = store.create_dataset("pets")
+    ds.commit(_round([_box("a1", "r1", "cat", 0.1)]))
+    ds.commit(_round([_box("a1", "r1", "dog", 0.1)]))
+    assert ds.diff(1, 2).regions_changed == 1
+    folder = tmp_path / "store" / "datasets" / "pets" / "diffs"
+    (current,) = list(folder.iterdir())
+    outdated = folder / "0123456789abcdef"
+    outdated.mkdir()
+    (outdated / "x-y-0.5.diff").write_text("{}")
+    report = store.gc(grace_seconds=0)
+    assert [p.rsplit("/", 2)[-2] for p in report.removed] == ["0123456789abcdef"]
+    assert list(current.iterdir()) and store.verify().ok
+
+
+def test_a_diff_of_a_store_that_cannot_be_written_still_answers(tmp_path, monkeypatch):
+    ds = annostore.open(str(tmp_path / "store")).create_dataset("pets")
+    ds.commit(_round([_box("a1", "r1", "cat", 0.1)]))
+    ds.commit(_round([_box("a1", "r1", "dog", 0.1)]))
+
+    def read_only(*args, **kwargs):
+        raise PermissionError("read-only file system")
+
+    monkeypatch.setattr(type(ds._storage), "write_whole", read_only)
+    with pytest.warns(UserWarning, match="could not keep the diff of versions 1 and 2"):
+        assert ds.diff(1, 2).label_changes == [{"from": "cat", "to": "dog", "count": 1}]

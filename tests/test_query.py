@@ -279,13 +279,13 @@ def test_stats_of_a_store_that_cannot_be_written_still_answer(tmp_path, monkeypa
 
 
 def test_stats_are_kept_by_release_where_the_source_is_not_installed(tmp_path, monkeypatch):
-    from annostore import _stats_store
+    from annostore import _kept, _stats_store
 
     def no_source(self):
         raise FileNotFoundError(self)
 
     _stats_store.computation_id.cache_clear()
-    monkeypatch.setattr(_stats_store.Path, "read_bytes", no_source)
+    monkeypatch.setattr(_kept.Path, "read_bytes", no_source)
     try:
         ds = annostore.open(str(tmp_path / "store")).create_dataset("pets")
         ds.commit(_labeled_round())
