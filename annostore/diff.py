@@ -160,7 +160,8 @@ class Diff:
 
     ``tables`` (rows added, removed, changed and unchanged per table, by key) is known at
     once; everything else — the per-region rows, fields changed, label changes, IoU,
-    tasks newly labeled — is computed on first use, by comparing the rows that differ.
+    tasks newly labeled — is computed on first use, by comparing the rows that differ,
+    and kept in the store: a later diff of the same pair reads it (``_diff_store``).
     """
 
     def __init__(
@@ -171,23 +172,33 @@ class Diff:
         self.b = b.number
         self.iou_threshold = iou_threshold
         self._inputs = (dataset, a, b)
+        self._lines: dict[str, LineTable] | None = None
+        self._tables: dict[str, TableDiff] | None = None
+        # Adjacent versions' counts are in the newer manifest (nothing to read); others'
+        # take the changesets between them, and a kept diff has them all in one file.
+        adjacent = b.parent == a.number or a.parent == b.number
+        if not adjacent and self._kept is not None:
+            return
         found = key_counts(dataset, a, b)
-        counts, self._lines = found if found is not None else (None, None)
-        self._tables = (
-            {
+        if found is not None:
+            counts, self._lines = found
+            self._tables = {
                 table: TableDiff(*counts[table], details=functools.partial(self._table, table))
                 for table in TABLE_NAMES
             }
-            if counts is not None
-            else None
-        )
+
+    @functools.cached_property
+    def _kept(self) -> _Details | None:
+        """The details kept in the store for this pair and threshold, if any."""
+        dataset, a, b = self._inputs
+        kept = read_kept(dataset._storage, dataset._folder, a, b, self.iou_threshold)
+        return _Details.from_parts(*kept) if kept is not None else None
 
     @functools.cached_property
     def _details(self) -> _Details:
+        if self._kept is not None:
+            return self._kept
         dataset, a, b = self._inputs
-        kept = read_kept(dataset._storage, dataset._folder, a, b, self.iou_threshold)
-        if kept is not None:
-            return _Details.from_parts(*kept)
         details = _compute_details(dataset, a, b, self.iou_threshold, self._lines)
         keep(dataset._storage, dataset._folder, a, b, self.iou_threshold, *details.parts())
         return details
