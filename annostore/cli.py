@@ -351,6 +351,11 @@ def stats_command(
     type=click.Path(dir_okay=False),
     help="Write one row per changed region to this Parquet file.",
 )
+@click.option(
+    "--recompute",
+    is_flag=True,
+    help="Compare the versions again instead of reading the details kept in the store.",
+)
 @output_options
 @click.pass_context
 def diff_command(
@@ -362,12 +367,15 @@ def diff_command(
     no_pairing: bool,
     counts_only: bool,
     output: str | None,
+    recompute: bool,
     output_format: str,
     as_json: bool,
 ) -> None:
     """What changed from version A to version B (default: latest) of DATASET."""
     result = (
-        _store(ctx).dataset(dataset).diff(a, b, iou_threshold=None if no_pairing else iou_threshold)
+        _store(ctx)
+        .dataset(dataset)
+        .diff(a, b, iou_threshold=None if no_pairing else iou_threshold, recompute=recompute)
     )
     if counts_only:
         if output:

@@ -161,7 +161,12 @@ class Dataset:
         return self.version(version).unlabeled_tasks()
 
     def diff(
-        self, a: int | str, b: int | str = "latest", *, iou_threshold: float | None = 0.5
+        self,
+        a: int | str,
+        b: int | str = "latest",
+        *,
+        iou_threshold: float | None = 0.5,
+        recompute: bool = False,
     ) -> Diff:
         """What changed from version ``a`` to version ``b``: rows added, removed and changed
         in every table (with the fields that changed), label changes, box IoU, tasks newly
@@ -171,11 +176,18 @@ class Dataset:
         gets a new id; a removed and an added region on the same task with the same label
         whose boxes overlap with IoU >= ``iou_threshold`` (each the other's best match) are
         reported as one changed region. ``iou_threshold=None`` turns the pairing off.
+
+        The details are computed once per pair and threshold and kept in the store; a later
+        diff of the pair reads them. ``recompute=True`` computes them again (and keeps them).
         """
         from .diff import diff_versions
 
         return diff_versions(
-            self, self.version(a).manifest, self.version(b).manifest, iou_threshold
+            self,
+            self.version(a).manifest,
+            self.version(b).manifest,
+            iou_threshold,
+            recompute=recompute,
         )
 
     # tags ----------------------------------------------------------------------------

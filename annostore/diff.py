@@ -165,13 +165,20 @@ class Diff:
     """
 
     def __init__(
-        self, dataset: Dataset, a: Manifest, b: Manifest, iou_threshold: float | None = 0.5
+        self,
+        dataset: Dataset,
+        a: Manifest,
+        b: Manifest,
+        iou_threshold: float | None = 0.5,
+        *,
+        recompute: bool = False,
     ):
         self.dataset = dataset.name
         self.a = a.number
         self.b = b.number
         self.iou_threshold = iou_threshold
         self._inputs = (dataset, a, b)
+        self._recompute = recompute
         self._lines: dict[str, LineTable] | None = None
         self._tables: dict[str, TableDiff] | None = None
         # Adjacent versions' counts are in the newer manifest (nothing to read); others'
@@ -190,6 +197,8 @@ class Diff:
     @functools.cached_property
     def _kept(self) -> _Details | None:
         """The details kept in the store for this pair and threshold, if any."""
+        if self._recompute:
+            return None
         dataset, a, b = self._inputs
         kept = read_kept(dataset._storage, dataset._folder, a, b, self.iou_threshold)
         return _Details.from_parts(*kept) if kept is not None else None
@@ -527,10 +536,16 @@ def _table_diff(
 
 
 def diff_versions(
-    dataset: Dataset, a: Manifest, b: Manifest, iou_threshold: float | None = 0.5
+    dataset: Dataset,
+    a: Manifest,
+    b: Manifest,
+    iou_threshold: float | None = 0.5,
+    *,
+    recompute: bool = False,
 ) -> Diff:
-    """Compare version ``a`` with version ``b`` (either may be the older)."""
-    return Diff(dataset, a, b, iou_threshold)
+    """Compare version ``a`` with version ``b`` (either may be the older); with
+    ``recompute``, the details are computed even when kept in the store."""
+    return Diff(dataset, a, b, iou_threshold, recompute=recompute)
 
 
 def _compute_details(

@@ -292,9 +292,17 @@ def test_a_diff_is_computed_once_per_pair_and_kept(store_spec, monkeypatch):
     assert again.tables["regions"].fields_changed == {"label": 1}
     assert again.label_changes == [{"from": "cat", "to": "dog", "count": 1}]
     assert sorted(again.regions.column("status").to_pylist()) == ["added", "changed", "removed"]
-    for a, b, threshold in ((2, 1, 0.5), (1, 2, None), (1, 2, 0.7)):
+    for a, b, threshold, again in ((2, 1, 0.5, 0), (1, 2, None, 0), (1, 2, 0.7, 0), (1, 2, 0.5, 1)):
         with pytest.raises(AssertionError, match="compared"):
-            assert ds.diff(a, b, iou_threshold=threshold).regions
+            assert ds.diff(a, b, iou_threshold=threshold, recompute=bool(again)).regions
+    if not options:  # (the S3 server's options do not go through --store)
+        result = CliRunner().invoke(cli, ["--store", url, "diff", "pets", "1", "2", "--json"])
+        assert (
+            result.exit_code == 0
+            and json.loads(result.stdout)["label_changes"] == summary["label_changes"]
+        )
+        result = CliRunner().invoke(cli, ["--store", url, "diff", "pets", "1", "2", "--recompute"])
+        assert result.exit_code == 1 and "compared" in repr(result.exception)
     monkeypatch.undo()
 
     # A damaged file is reported by verify, and computed again (with a warning) when read.
