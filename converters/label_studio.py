@@ -58,6 +58,9 @@ from ._sqljson import (
 
 __all__ = ["LabelStudioConverter", "converter"]
 
+#: res_idx is an annotation's rank times this, plus the result's position in it
+_RANK_STEP = 1 << 32
+
 #: Label Studio result type → canonical region type
 REGION_TYPES = {
     "rectanglelabels": "bbox",
@@ -268,6 +271,7 @@ def parse(
         finally:
             for table in (
                 "ls_doc",
+                "ls_dup",
                 "ls_task",
                 "ls_ann",
                 "ls_res",
@@ -328,10 +332,20 @@ def _parse(
     # Each step copies what it keeps, so what is done with is dropped at once: an export of
     # a million regions is gigabytes of JSON text per copy.
     con.execute("DROP TABLE ls_doc")
+    # Repeated task ids, found over narrow columns: a window over the tasks themselves
+    # would sort their whole text (the reader's peak at a million regions).
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE ls_dup AS
+        SELECT idx, first FROM (
+            SELECT idx, id_j, count(*) OVER w AS same, min(idx) OVER w AS first
+            FROM (SELECT idx, id_j FROM ls_task) WINDOW w AS (PARTITION BY id_j->>'$'))
+        WHERE id_j IS NOT NULL AND same > 1 AND idx > first
+        """
+    )
     bad = bad_rows(
         con,
-        "(SELECT *, count(*) OVER (PARTITION BY id_j->>'$') AS same, "
-        "min(idx) OVER (PARTITION BY id_j->>'$') AS first FROM ls_task)",
+        "(SELECT t.*, d.first FROM ls_task t LEFT JOIN ls_dup d USING (idx))",
         [
             ("jt <> 'OBJECT'", "'expected a task object, got ' || jt"),
             ("data_j IS NULL", "'missing key \"data\"'"),
@@ -344,7 +358,7 @@ def _parse(
                 "'\"id\" must be an integer or a string, got ' || id_j::VARCHAR",
             ),
             (
-                "id_j IS NOT NULL AND same > 1 AND idx > first",
+                "first IS NOT NULL",
                 "'duplicate task id ' || id_j::VARCHAR || ' (first at [' || first || '])'",
             ),
             (
@@ -358,6 +372,7 @@ def _parse(
         what="",
         collector=collector,
     )
+    con.execute("DROP TABLE ls_dup")
     _delete(con, "ls_task", "idx", bad)
     legacy = con.sql(
         "SELECT count(*) FROM ls_task WHERE comps_j IS NOT NULL AND anns_j IS NULL"
@@ -365,9 +380,6 @@ def _parse(
     if legacy:
         report.notes.append(f"{legacy} tasks use the legacy 'completions' key; read as annotations")
     _read_annotations(con, path, collector, report)
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE ls_task AS SELECT idx, task_id, data_j, task_data FROM ls_task"
-    )
     _read_results(con, path, collector)
     return _assemble(con, path, report, config)
 
@@ -431,6 +443,10 @@ def _read_annotations(
         UNION ALL
         SELECT task_id, idx, 'prediction', preds_j, 'predictions' FROM ls_task
         """
+    )
+    # the lists are most of the export's text: the tasks keep only what is left
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE ls_task AS SELECT idx, task_id, data_j, task_data FROM ls_task"
     )
     # Each annotation read as a map of its members, which takes one parse where pulling
     # its members out of its text takes two. A list holding anything but objects with
@@ -588,7 +604,7 @@ def _results_sql(items: str, kind: str, values: str, rest: str, more: str = "") 
             SELECT * EXCLUDE (ann_rank, j), {kind} AS jt, {values} AS v,
                    nullif(({rest})::VARCHAR, '{{}}') AS result_rest{more},
                    -- the file's order (annotation, then position) as one number
-                   ann_rank * 4294967296 + rpos AS res_idx
+                   ann_rank * {_RANK_STEP} + rpos AS res_idx
             FROM items
         ),
         typed AS (
@@ -986,8 +1002,7 @@ def _regions(con: duckdb.DuckDBPyConnection, path: str, report: Report) -> pa.Ta
         WHERE {any_exact}
         """
     )
-    table = con.sql(
-        f"""
+    query = f"""
         SELECT annotation_id, region_id, rtype AS type, label, ls_num(score_j) AS score,
                x, y, w, h, rotation, polygons, keypoints,
                NULL::STRUCT(size BIGINT[], counts VARCHAR) AS mask, start, "end", value, parent_id,
@@ -1006,15 +1021,37 @@ def _regions(con: duckdb.DuckDBPyConnection, path: str, report: Report) -> pa.Ta
             FROM (SELECT r.*, coalesce(o.occurrence, 0) AS occurrence,
                          coalesce(o.primary_type, r.rtype) AS primary_type, e.exact_values
                   FROM ls_rows r LEFT JOIN ls_occ o USING (res_idx, label_index)
-                  LEFT JOIN ls_exact e USING (res_idx, label_index)))
+                  LEFT JOIN ls_exact e USING (res_idx, label_index)
+                  WHERE r.res_idx >= $low AND r.res_idx < $high))
         ORDER BY res_idx, label_index
         """
-    ).to_arrow_table()
+    table = _in_passes(con, query)
     for name in ("ls_rows", "ls_occ", "ls_exact"):
         con.execute(f"DROP TABLE {name}")
     table = _decode_brushes(table, report)
     table = _span_offsets(con, table, report)
     return table.drop_columns(["res_idx", "task_id", "t", "ow", "oh", "rle"])
+
+
+#: regions sorted per pass of the final query: a sort of every region at once held its
+#: payload and its input together (the reader's peak)
+_PASS_ROWS = 1 << 18
+
+
+def _in_passes(con: duckdb.DuckDBPyConnection, query: str) -> pa.Table:
+    """``query`` (over ``ls_rows``, with ``$low`` / ``$high`` bounds on ``res_idx``) run
+    for consecutive ranges of annotations, its sorted pieces in order as one table."""
+    rows, last = con.sql("SELECT count(*), max(res_idx) FROM ls_rows").fetchall()[0]
+    annotations = (last or 0) // _RANK_STEP + 1
+    passes = max(1, -(-rows // _PASS_ROWS))
+    step = -(-annotations // passes)
+    pieces = [
+        con.sql(
+            query, params={"low": start * _RANK_STEP, "high": (start + step) * _RANK_STEP}
+        ).to_arrow_table()
+        for start in range(0, annotations, step)
+    ]
+    return pa.concat_tables(pieces)
 
 
 def _decode_brushes(table: pa.Table, report: Report) -> pa.Table:
