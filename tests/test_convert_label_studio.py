@@ -724,3 +724,43 @@ def test_running_out_of_memory_is_not_reported_as_malformed_json(tmp_path, monke
     assert result.stderr.splitlines()[-1].startswith("error: out of memory: failed to allocate")
     assert "Traceback" not in result.stderr and "malformed" not in result.stderr
     assert not (tmp_path / "out.json").exists()
+
+
+def test_regions_sorted_a_few_at_a_time_come_out_as_sorted_all_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reader's final regions query runs over ranges of annotations (a quarter million
+    regions each at scale); with ranges of a few regions the tables are the same, in order."""
+    from annostore.converters import label_studio
+
+    def box(n: int, labels: list[str]) -> dict:
+        return {
+            "id": f"r{n}",
+            "type": "rectanglelabels",
+            "from_name": "label",
+            "to_name": "image",
+            "value": {"x": n, "y": 2, "width": 3, "height": 4, "rectanglelabels": labels},
+        }
+
+    tasks = [
+        {
+            "id": t,
+            "data": {"image": f"{t}.png"},
+            "annotations": [
+                {
+                    "id": 10 * t + a,
+                    "result": [box(k, ["cat", "dog"][: 1 + k % 2]) for k in range(3)],
+                }
+                for a in range(2)
+            ],
+            "predictions": [{"model_version": "m", "result": [box(9, ["cat"])]}],
+        }
+        for t in range(7)
+    ]
+    (tmp_path / "export.json").write_text(json.dumps(tasks))
+    whole, _ = annostore.read(tmp_path / "export.json", "label-studio")
+    monkeypatch.setattr(label_studio, "_PASS_ROWS", 5)
+    in_pieces, _ = annostore.read(tmp_path / "export.json", "label-studio")
+    assert whole.regions.num_rows == 7 * (2 * 4 + 1)  # a region per label
+    assert in_pieces.equals(whole)
+    assert in_pieces.regions.to_pylist() == whole.regions.to_pylist()  # order included
