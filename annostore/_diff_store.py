@@ -8,7 +8,7 @@ instead of comparing the versions (see ``_kept``).
 
 A file is one JSON header line (format, both version ids, the IoU threshold, the sha256
 of the body and the length of each of its parts) followed by the body: the facts as
-JSON, then each table as a zstd-compressed Arrow IPC stream. A file whose body does not
+JSON, then each table as an LZ4-compressed Arrow IPC stream. A file whose body does not
 match its sha256 is reported by ``verify()`` and computed again.
 """
 
@@ -62,7 +62,9 @@ def diff_path(folder: str, a: Manifest, b: Manifest, iou_threshold: float | None
 
 def _ipc(table: pa.Table) -> bytes:
     sink = pa.BufferOutputStream()
-    options = pa.ipc.IpcWriteOptions(compression="zstd")
+    # LZ4, not zstd: a 3% diff at 1M regions decodes in 1.9 ms against 5.7 ms (2.0 MB
+    # against 1.2 MB, which its sha256 check reads in about 1 ms more)
+    options = pa.ipc.IpcWriteOptions(compression="lz4")
     with pa.ipc.new_stream(sink, table.schema, options=options) as writer:
         writer.write_table(table)
     return sink.getvalue().to_pybytes()
