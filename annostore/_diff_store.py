@@ -16,15 +16,13 @@ from __future__ import annotations
 
 import functools
 import json
-import warnings
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from ._kept import fingerprint, keep
+from ._kept import fingerprint, keep, read
 from ._manifest import Manifest
 from ._storage import sha256_hex
-from .errors import NotFoundError
 
 if TYPE_CHECKING:
     from ._storage import Storage
@@ -125,16 +123,12 @@ def read_kept(
 ) -> tuple[dict[str, Any], dict[str, pa.Table]] | None:
     """The facts and tables kept for this diff, or None when there are none (or they are
     damaged: a warning says so, and the caller computes them again)."""
-    path = diff_path(folder, a, b, iou_threshold)
-    try:
-        data = storage.read_bytes(path)
-    except NotFoundError:
-        return None
-    decoded = _decode(data, a.id, b.id, iou_threshold)
-    if isinstance(decoded, str):
-        warnings.warn(f"{storage.url}: {path}: {decoded}; computing it again", stacklevel=4)
-        return None
-    return decoded
+    return read(
+        storage,
+        diff_path(folder, a, b, iou_threshold),
+        lambda data: _decode(data, a.id, b.id, iou_threshold),
+        "computing it again",
+    )
 
 
 def store(

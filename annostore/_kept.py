@@ -10,15 +10,19 @@ differently never reads what an older one kept, and ``gc`` removes those folders
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from ._storage import sha256_hex
+from .errors import NotFoundError
 
 if TYPE_CHECKING:
     from ._storage import Storage
 
-__all__ = ["fingerprint", "keep"]
+__all__ = ["fingerprint", "keep", "read"]
+
+T = TypeVar("T")
 
 
 def fingerprint(*modules: str) -> str:
@@ -47,3 +51,17 @@ def keep(storage: Storage, path: str, data: bytes, what: str) -> None:
             "they will be computed again next time",
             stacklevel=4,
         )
+
+
+def read(storage: Storage, path: str, parse: Callable[[bytes], T | str], then: str) -> T | None:
+    """What the file at ``path`` holds, parsed; None when it is missing, or damaged
+    (``parse`` says what is wrong): a warning says so and that the caller will ``then``."""
+    try:
+        data = storage.read_bytes(path)
+    except NotFoundError:
+        return None
+    parsed = parse(data)
+    if isinstance(parsed, str):
+        warnings.warn(f"{storage.url}: {path}: {parsed}; {then}", stacklevel=4)
+        return None
+    return parsed

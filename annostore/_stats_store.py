@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import functools
 import json
-import warnings
 from typing import TYPE_CHECKING, Any
 
-from ._kept import fingerprint, keep
+from ._kept import fingerprint, keep, read
 from ._manifest import Manifest
 from ._storage import sha256_hex
-from .errors import NotFoundError
 
 if TYPE_CHECKING:
     from ._storage import Storage
@@ -80,16 +78,9 @@ def _parse(data: bytes, manifest: Manifest) -> dict[str, Any] | str:
 def read_stored(storage: Storage, folder: str, manifest: Manifest) -> dict[str, Any] | None:
     """The stats stored for ``manifest``'s version, or None when there are none (or they
     are damaged: a warning says so, and the caller recomputes them)."""
-    path = stats_path(folder, manifest)
-    try:
-        data = storage.read_bytes(path)
-    except NotFoundError:
-        return None
-    parsed = _parse(data, manifest)
-    if isinstance(parsed, str):
-        warnings.warn(f"{storage.url}: {path}: {parsed}; recomputing", stacklevel=3)
-        return None
-    return parsed
+    return read(
+        storage, stats_path(folder, manifest), lambda data: _parse(data, manifest), "recomputing"
+    )
 
 
 def store(storage: Storage, folder: str, manifest: Manifest, stats: dict[str, Any]) -> None:
