@@ -1,7 +1,8 @@
 """Read-only SQL over versions: DuckDB views bound to a version's files in place.
 
 ``tasks``, ``annotations``, ``regions`` and ``labels`` are views over the version's
-Parquet fragments, anti-joined with its tombstones (nothing is copied). ``regions`` adds
+Parquet fragments, anti-joined with its tombstones (nothing is copied into DuckDB; a
+remote store's files are read from verified local copies, see ``_query_files``). ``regions`` adds
 ``task_id`` and pixel columns (``x_px``, ``y_px``, ``w_px``, ``h_px``, ``area_px``) where
 the task's size is known. Other versions of the same dataset are reachable as
 ``regions_v3``, ``tasks_v12``, … .
@@ -21,12 +22,12 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pyarrow as pa
-from fsspec.implementations.dirfs import DirFileSystem
 
 from annostore.schemas import KEYS, TABLE_NAMES, arrow_schema
 
-from ._fragments import fragment_schema, map_io, merge_rule_sql, tombstones_that_apply
+from ._fragments import fragment_schema, merge_rule_sql, tombstones_that_apply
 from ._manifest import FileRef, Manifest, TableState
+from ._query_files import query_files
 from ._sql import column_list, literal, quote
 from ._storage import Storage
 from .errors import NotFoundError, QueryError
@@ -37,29 +38,6 @@ if TYPE_CHECKING:
 __all__ = ["open_version_connection", "run_query"]
 
 _OTHER_VERSION = re.compile(r"\b(tasks|annotations|regions|labels)_v(\d+)\b", re.IGNORECASE)
-_VERIFIED: set[tuple[str, str]] = set()
-_VERIFIED_LOCK = threading.Lock()
-_PROTOCOL = "annostore-store"
-
-
-class _StoreFileSystem(DirFileSystem):
-    """The store's filesystem under a protocol of its own, so DuckDB reads remote and
-    memory stores through fsspec (and never through an extension that would download)."""
-
-    protocol = _PROTOCOL
-
-
-def _verify_once(storage: Storage, folder: str, refs: Sequence[FileRef]) -> None:
-    """Check files' sha256 before DuckDB reads them; once per process per file."""
-    with _VERIFIED_LOCK:
-        pending = {ref.sha256: ref for ref in refs if (storage.url, ref.sha256) not in _VERIFIED}
-
-    def verify(ref: FileRef) -> None:
-        storage.read_verified(f"{folder}/{ref.path}", ref.sha256)  # the bytes are dropped
-
-    map_io(verify, list(pending.values()))
-    with _VERIFIED_LOCK:
-        _VERIFIED.update((storage.url, sha) for sha in pending)
 
 
 class ViewBinder:
@@ -70,18 +48,9 @@ class ViewBinder:
         self.dataset = dataset
         self.storage: Storage = dataset._storage
         self.allowed: list[str] = []
-        if not self.storage.is_local:
-            con.register_filesystem(_StoreFileSystem(path=self.storage.root, fs=self.storage.fs))
-
-    def location(self, ref: FileRef) -> str:
-        relative = f"{self.dataset._folder}/{ref.path}"
-        if self.storage.is_local:
-            return self.storage.full(relative)
-        return f"{_PROTOCOL}://{relative}"
 
     def _files(self, refs: Sequence[FileRef]) -> list[str]:
-        _verify_once(self.storage, self.dataset._folder, refs)
-        locations = [self.location(ref) for ref in refs]
+        locations = query_files(self.storage, self.dataset._folder, refs)
         self.allowed.extend(locations)
         return locations
 

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import statistics
+import subprocess
+import sys
 import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -16,6 +20,7 @@ from hypothesis import given, settings
 from strategies import tables
 
 import annostore
+from annostore._query_files import query_files
 from annostore.cli import cli
 
 
@@ -193,11 +198,58 @@ def test_sql_checks_sha256_before_reading(tmp_path):
     data = bytearray(path.read_bytes())
     data[100] ^= 0x40
     path.write_bytes(bytes(data))
-    from annostore import query
+    from annostore import _query_files
 
-    query._VERIFIED.clear()
+    _query_files.forget()
     with pytest.raises(annostore.CorruptionError):
         store.dataset("pets").sql("SELECT count(*) FROM regions")
+
+
+def test_sql_on_any_store_checks_sha256_and_reads_only_its_own_version(store_spec):
+    """A remote store's files are checked once downloaded; a query of one dataset cannot
+    read the local copy of another's."""
+    url, options = store_spec
+    store = annostore.open(url, storage_options=options)
+    secret = store.create_dataset("secret")
+    secret.commit(boxes(2))
+    assert secret.sql("SELECT count(*) AS n FROM regions").to_pylist() == [{"n": 4}]
+    ds = store.create_dataset("pets")
+    ds.commit(boxes(1, label="dog"))
+    copy = query_files(
+        store._storage, secret._folder, secret.version().manifest.tables["regions"].fragments
+    )[0]
+    with pytest.raises(annostore.QueryError, match="Permission"):
+        ds.sql(f"SELECT * FROM read_parquet('{copy}')")
+    assert ds.sql("SELECT label FROM regions").column("label").to_pylist() == ["dog", "dog"]
+
+    damaged = store.create_dataset("damaged")
+    version = damaged.commit(boxes(3))
+    fragment = version.manifest.tables["regions"].fragments[0]
+    relative = f"{damaged._folder}/{fragment.path}"
+    data = bytearray(store._storage.read_bytes(relative))
+    data[100] ^= 0x40
+    store._storage.write_whole(relative, bytes(data))
+    with pytest.raises(annostore.CorruptionError, match=fragment.path.split("/")[-1]):
+        damaged.sql("SELECT count(*) FROM regions")
+
+
+def test_a_remote_stores_local_copies_are_removed_when_the_process_exits(tmp_path):
+    script = """
+import glob, os, sys, tempfile
+import annostore
+from helpers import boxes
+ds = annostore.open("memory://copies").create_dataset("d")
+ds.commit(boxes(3))
+assert ds.sql("SELECT count(*) AS n FROM regions").to_pylist() == [{"n": 6}]
+print(*glob.glob(os.path.join(tempfile.gettempdir(), "annostore-query-*", "*.parquet")))
+"""
+    env = {**os.environ, "TMPDIR": str(tmp_path), "PYTHONPATH": str(Path(__file__).parent)}
+    run = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
+    )
+    copies = run.stdout.split()
+    assert len(copies) == 4 and all(c.startswith(str(tmp_path)) for c in copies)
+    assert list(tmp_path.glob("annostore-query-*")) == []
 
 
 def test_stats_count_what_a_user_asks(store):
