@@ -23,14 +23,14 @@ import pyarrow.parquet as pq
 from bench_store import changed, generate
 
 import annostore
-from annostore import query as query_module
+from annostore import _query_files
 from annostore._fragments import clear_cache
 
 
 def timed(function, repeat: int) -> tuple[float, float]:
     """(first run, median of the next ``repeat``) in seconds."""
     clear_cache()
-    query_module._VERIFIED.clear()
+    _query_files.forget()
     start = time.perf_counter()
     function()
     first = time.perf_counter() - start
