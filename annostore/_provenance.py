@@ -1,4 +1,4 @@
-"""Tables read whole from a version, remembered so that a commit can skip comparing them.
+"""Tables known to hold a version's rows, remembered so that a commit can skip comparing them.
 
 A pyarrow Table never changes: the very object a version's table was read into still
 holds exactly those rows. A user who reads ``v.tables``, edits the regions and commits
@@ -6,6 +6,12 @@ holds exactly those rows. A user who reads ``v.tables``, edits the regions and c
 three such objects back. When the commit's base stores the same files for that table as
 the version it was read from, the table cannot have changed, and comparing its rows one
 by one with the base (a hash of every row and a join on the key) is skipped.
+
+The tables of a full-state commit are remembered the same way once it is published (or
+found identical to its base): they hold exactly the rows of the version made, so editing
+the regions of the :class:`Tables` just committed and committing again compares only the
+regions. A commit rebased onto another writer's version is not remembered: that version
+also holds the other writer's rows.
 
 Only the object itself counts: a copy, a slice, a cast or a filtered table is compared
 as usual. An entry lives as long as its table object does (a weak reference), so an

@@ -25,8 +25,9 @@ from ._commit import (
     storage_stats,
     tombstone_schema,
 )
-from ._manifest import Manifest, parse_version_name, version_path
+from ._manifest import Manifest, TableState, parse_version_name, version_path
 from ._names import check_name, check_tag_name
+from ._provenance import origin, remember
 from ._sql import connection
 from .errors import AnnostoreError, ConflictError, CorruptionError, NotFoundError, SchemaError
 from .tables import TableLike, Tables
@@ -261,9 +262,12 @@ class Dataset:
         first, the commit is rebased onto it when their changes touch none of the same
         keys, otherwise :class:`~annostore.ConflictError` is raised and nothing is published.
 
-        A table passed back as read from a version (the very object of ``v.tables``) is
-        not compared row by row when the base stores the same files for it: editing the
-        regions of ``ds.version("latest").tables`` compares only the regions.
+        A table passed back as read from a version (the very object of ``v.tables``), or
+        as committed (the very object of a :class:`Tables` given to an earlier ``commit``
+        that was published without a rebase), is not compared row by row when the base
+        stores the same files for it: editing the regions of
+        ``ds.version("latest").tables``, or of the tables just committed, compares only
+        the regions.
         """
         state = tables if isinstance(tables, Tables) else Tables(**dict(tables))
 
@@ -415,6 +419,8 @@ class Dataset:
                 and not any(c.touched for c in changes.values())
                 and not changes_metadata
             ):
+                if operation == "commit":
+                    self._remember_committed(upserts, base.tables)
                 return Version(self, base)
             parent, rebased = base, False
             for _ in range(MAX_REBASES):
@@ -446,6 +452,9 @@ class Dataset:
                 path = f"{self._folder}/{version_path(number)}"
                 if self._storage.put_if_absent(path, manifest.to_bytes()):
                     self._manifests[number] = manifest
+                    if operation == "commit" and not rebased:
+                        # after a rebase the version also holds the other writers' rows
+                        self._remember_committed(upserts, states)
                     published = Version(self, manifest)
                     if operation != "compact":
                         self._compact_if_needed(published, author)
@@ -475,6 +484,15 @@ class Dataset:
                 )
                 parent, rebased = self._manifest(head), True
         raise ConflictError(f"gave up publishing on {self.name!r} after {MAX_REBASES} lost races")
+
+    def _remember_committed(
+        self, committed: Mapping[str, pa.Table], states: Mapping[str, TableState]
+    ) -> None:
+        """Note that each table of a full-state commit holds exactly the live rows of its
+        state in the version made (or kept), so that committing the same object again
+        skips comparing it (see _provenance)."""
+        for name, table in committed.items():
+            remember(table, origin(self._storage.url, self._folder, name, states[name]))
 
     def latest_manifest(self) -> Manifest | None:
         head = self._head()

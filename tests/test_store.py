@@ -142,25 +142,36 @@ def test_reverting_to_an_earlier_state_restores_it(store):
     assert ds.version(3).tables == boxes(8)
 
 
+def _spy_on_comparisons(monkeypatch) -> list[str]:
+    """The names of the tables whose rows a commit hashes to compare them with its base
+    (by any of its ways: row for row or by a join on the key)."""
+    compared: list[str] = []
+    real_hash = _commit.row_hash_expression
+    monkeypatch.setattr(
+        _commit,
+        "row_hash_expression",
+        lambda name, *rest: compared.append(name) or real_hash(name, *rest),
+    )
+    return compared
+
+
+def _relabel_first(regions: pa.Table, label: str) -> pa.Table:
+    return regions.set_column(
+        regions.schema.get_field_index("label"),
+        "label",
+        pa.array([label, *regions.column("label").to_pylist()[1:]]),
+    )
+
+
 def test_editing_the_regions_of_a_read_version_commits_just_that_edit(store, monkeypatch):
     ds = store.create_dataset("pets")
     ds.commit(boxes(30))
     read = ds.version("latest").tables
-    relabelled = read.regions.set_column(
-        read.regions.schema.get_field_index("label"),
-        "label",
-        pa.array(["dog"] + ["cat"] * (read.regions.num_rows - 1)),
-    )
-    compared = []
-    real_compare = _commit._compare_full_state
-    monkeypatch.setattr(
-        _commit,
-        "_compare_full_state",
-        lambda con, name, *rest: compared.append(name) or real_compare(con, name, *rest),
-    )
+    relabelled = _relabel_first(read.regions, "dog")
+    compared = _spy_on_comparisons(monkeypatch)
     v2 = ds.commit(annostore.Tables(read.tasks, read.annotations, relabelled, read.labels))
     # The tables passed back as read are known unchanged: only the regions are compared.
-    assert compared == ["regions"]
+    assert set(compared) == {"regions"}
     assert v2.changes["regions"] == {"inserted": 0, "updated": 1, "deleted": 0}
     clear_cache()
     again = store.dataset("pets").version(2).tables
@@ -169,6 +180,52 @@ def test_editing_the_regions_of_a_read_version_commits_just_that_edit(store, mon
     assert labels.pop((first["annotation_id"], first["region_id"])) == "dog"
     assert set(labels.values()) == {"cat"}
     assert again.tasks.equals(boxes(30).tasks)
+
+
+def test_editing_the_regions_of_the_tables_just_committed_compares_only_them(store, monkeypatch):
+    ds = store.create_dataset("pets")
+    tables = boxes(30)
+    ds.commit(tables)
+    # after the first commit's own tables, a committed edit's tables are known too
+    for round_number, label in enumerate(["dog", "bird"], start=2):
+        compared = _spy_on_comparisons(monkeypatch)
+        tables = annostore.Tables(
+            tables.tasks, tables.annotations, _relabel_first(tables.regions, label), tables.labels
+        )
+        version = ds.commit(tables)
+        assert set(compared) == {"regions"}
+        assert (version.number, version.changes["regions"]["updated"]) == (round_number, 1)
+        monkeypatch.undo()
+    # the same objects once more: no new version, and nothing compared
+    compared = _spy_on_comparisons(monkeypatch)
+    assert ds.commit(annostore.Tables(**dict(tables))).number == 3
+    assert compared == []
+    clear_cache()
+    again = store.dataset("pets").version(3).tables
+    assert again == tables and sorted(set(again.regions.column("label").to_pylist())) == [
+        "bird",
+        "cat",
+    ]
+
+
+def test_tables_of_a_rebased_commit_are_compared_again(store, monkeypatch):
+    ds = store.create_dataset("pets")
+    ds.commit(boxes(4))
+    theirs = store.dataset("pets")
+    theirs.commit_changes(
+        {"tasks": pa.Table.from_pylist([{"task_id": "t-theirs", "width": 5, "height": 5}])}
+    )
+    mine = boxes(4, label="dog")
+    # based on version 1, it loses the race for version 2 and lands as version 3 on top of
+    # the other writer's task: its tables are not what version 3 holds
+    assert ds.commit(mine, base=1).number == 3
+    assert store.dataset("pets").version(3).counts["tasks"] == 5
+    compared = _spy_on_comparisons(monkeypatch)
+    v4 = ds.commit(annostore.Tables(mine.tasks, mine.annotations, mine.regions, mine.labels))
+    assert "tasks" in compared
+    assert v4.changes["tasks"] == {"inserted": 0, "updated": 0, "deleted": 1}
+    clear_cache()
+    assert store.dataset("pets").version(4).tables == mine
 
 
 def test_tables_read_from_an_older_version_revert_a_newer_one(store):
