@@ -6,6 +6,7 @@ import json
 import uuid
 from unittest import mock
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
@@ -345,3 +346,32 @@ def test_a_diff_of_a_store_that_cannot_be_written_still_answers(tmp_path, monkey
     monkeypatch.setattr(type(ds._storage), "write_whole", read_only)
     with pytest.warns(UserWarning, match="could not keep the diff of versions 1 and 2"):
         assert ds.diff(1, 2).label_changes == [{"from": "cat", "to": "dog", "count": 1}]
+
+
+def test_diffs_of_unchanged_tables_have_the_same_columns_as_diffs_of_changed_ones(store):
+    ds = store.create_dataset("pets")
+    ds.commit(_round([_box("a1", "r1", "cat", 0.1), _box("a2", "r1", "dog", 0.3)]))
+    ds.commit(
+        _round(
+            [_box("a1", "r1", "dog", 0.2), _box("a3", "r1", "cat", 0.3)],
+            annotations=[
+                {"annotation_id": "a1", "task_id": "t1", "annotator": "ben"},
+                {"annotation_id": "a3", "task_id": "t3"},
+            ],
+            labels=("cat", "dog", "bird"),
+        )
+    )
+    state = ds.version(2).tables
+    wider = state.tasks.set_column(
+        state.tasks.schema.get_field_index("width"), "width", pa.array([200, 100, 100, 100])
+    )
+    ds.commit(annostore.Tables(wider, state.annotations, state.regions, state.labels))
+    everything, only_tasks = ds.diff(1, 2), ds.diff(2, 3)
+    assert only_tasks.tables["tasks"].changed == 1
+    for name in ("annotations", "regions", "labels"):
+        assert only_tasks.tables[name].rows.num_rows == 0 < everything.tables[name].rows.num_rows
+    # rows of several diffs go into one table, whichever tables each changed
+    for name in KEYS:
+        together = pa.concat_tables([everything.tables[name].rows, only_tasks.tables[name].rows])
+        assert together.num_rows == everything.tables[name].rows.num_rows + (name == "tasks")
+    assert pa.concat_tables([everything.regions, only_tasks.regions]).num_rows == 3
