@@ -14,7 +14,9 @@ subset covers the files Ultralytics, Roboflow and CVAT write.
 from __future__ import annotations
 
 import json
+import math
 import re
+from collections.abc import Iterator
 from typing import Any
 
 from annostore.errors import ParseError
@@ -23,17 +25,33 @@ __all__ = ["dump_yaml", "load_yaml"]
 
 _NUMBER = re.compile(r"[-+]?(\d+\.?\d*([eE][-+]?\d+)?|\.\d+([eE][-+]?\d+)?)")
 _INTEGER = re.compile(r"[-+]?\d+")
+_SPECIAL_FLOATS = {".nan": math.nan, ".inf": math.inf, "+.inf": math.inf, "-.inf": -math.inf}
 
 
-def _strip_comment(line: str) -> str:
-    quote = None
-    for index, char in enumerate(line):
-        if quote:
+def _unquoted(text: str) -> Iterator[tuple[int, str]]:
+    """The characters of ``text`` outside quoted strings, with their positions. Inside
+    double quotes a backslash escapes the next character (``"a\\"b"`` is one string);
+    single quotes double themselves, which closing and reopening the string handles."""
+    quote, escaped = None, False
+    for index, char in enumerate(text):
+        if quote == '"' and escaped:
+            escaped = False
+        elif quote == '"' and char == "\\":
+            escaped = True
+        elif quote:
             if char == quote:
                 quote = None
         elif char in "'\"":
             quote = char
-        elif char == "#" and (index == 0 or line[index - 1] in " \t"):
+        else:
+            yield index, char
+    if quote:
+        yield len(text), ""  # an unclosed quote: marks the end for the callers' checks
+
+
+def _strip_comment(line: str) -> str:
+    for index, char in _unquoted(line):
+        if char == "#" and (index == 0 or line[index - 1] in " \t"):
             return line[:index].rstrip()
     return line.rstrip()
 
@@ -59,6 +77,8 @@ def _scalar(text: str, path: str, line: int) -> Any:
         return text[1:-1].replace("''", "'")
     if text[0] in "&*!|>@`%":
         raise ParseError(path, line, f"unsupported YAML ({text[0]!r}): {text}")
+    if text.lower() in _SPECIAL_FLOATS:
+        return _SPECIAL_FLOATS[text.lower()]
     if _INTEGER.fullmatch(text):
         return int(text)
     if _NUMBER.fullmatch(text):
@@ -67,41 +87,28 @@ def _scalar(text: str, path: str, line: int) -> Any:
 
 
 def _split_flow(body: str, path: str, line: int) -> list[str]:
-    items, depth, quote, current = [], 0, None, []
-    for char in body:
-        if quote:
-            current.append(char)
-            if char == quote:
-                quote = None
-            continue
-        if char in "'\"":
-            quote = char
+    items, depth, start, closed = [], 0, 0, True
+    for index, char in _unquoted(body):
+        if char == "":
+            closed = False
         elif char in "[{":
             depth += 1
         elif char in "]}":
             depth -= 1
-        if char == "," and depth == 0:
-            items.append("".join(current))
-            current = []
-        else:
-            current.append(char)
-    if quote or depth:
+        elif char == "," and depth == 0:
+            items.append(body[start:index])
+            start = index + 1
+    if not closed or depth:
         raise ParseError(path, line, "unbalanced brackets or quotes")
-    tail = "".join(current)
+    tail = body[start:]
     if tail.strip():
         items.append(tail)
     return items
 
 
 def _key_value(text: str, path: str, line: int) -> tuple[str, str]:
-    quote = None
-    for index, char in enumerate(text):
-        if quote:
-            if char == quote:
-                quote = None
-        elif char in "'\"":
-            quote = char
-        elif char == ":" and (index + 1 == len(text) or text[index + 1] in " \t"):
+    for index, char in _unquoted(text):
+        if char == ":" and (index + 1 == len(text) or text[index + 1] in " \t"):
             return text[:index].strip(), text[index + 1 :].strip()
     raise ParseError(path, line, f"expected 'key: value', got {text!r}")
 
@@ -128,7 +135,9 @@ def _value(text: str, path: str, line: int) -> Any:
 def load_yaml(text: str, path: str) -> dict[Any, Any]:
     """Parse a dataset YAML file (the subset above) into a dict."""
     result: dict[Any, Any] = {}
-    lines = text.splitlines()
+    # only \n (and \r\n) end a line: splitlines() would also break inside a string
+    # holding U+0085 or U+2028
+    lines = [line.removesuffix("\r") for line in text.split("\n")]
     index = 0
     while index < len(lines):
         number = index + 1
@@ -176,16 +185,29 @@ def _dump_scalar(value: Any) -> str:
         return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, (int, float)):
+    if isinstance(value, int):
         return repr(value)
-    return json.dumps(str(value), ensure_ascii=False)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return ".nan" if math.isnan(value) else ".inf" if value > 0 else "-.inf"
+        text = repr(value)
+        # YAML 1.1 readers (PyYAML, which Ultralytics uses) take 1e-05 for a string
+        return text.replace("e", ".0e", 1) if "e" in text and "." not in text else text
+    text = json.dumps(str(value), ensure_ascii=False)
+    # characters a YAML reader takes for line breaks or may refuse, escaped
+    return _UNPRINTABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+_UNPRINTABLE = re.compile("[\x7f-\x9f\u2028\u2029\ufeff\ud800-\udfff\ufffe\uffff]")
 
 
 def dump_yaml(data: dict[str, Any]) -> str:
     """Write a dict of scalars, lists of scalars and mappings of scalars as YAML."""
     lines = []
     for key, value in data.items():
-        if isinstance(value, dict):
+        if isinstance(value, dict) and not value:
+            lines.append(f"{key}: {{}}")  # an empty block would read back as null
+        elif isinstance(value, dict):
             lines.append(f"{key}:")
             lines.extend(f"  {_dump_scalar(k)}: {_dump_scalar(v)}" for k, v in value.items())
         elif isinstance(value, list):

@@ -412,7 +412,9 @@ def _find_layout(
                 layout.names_file = resolved
         else:
             layout.config = load_yaml(text, where)
-            if "names" in layout.config:
+            # `names:` with nothing after it names no class (annostore 0.1.0 wrote that for
+            # a dataset without detection classes; it now writes `names: {}`)
+            if layout.config.get("names") is not None:
                 layout.names = _names_from(layout.config["names"], where)
         layout.config_name = config_file
     if not layout.names:

@@ -245,6 +245,31 @@ def test_choices_are_not_detection_classes(tmp_path: Path) -> None:
     assert report.dropped["class regions (YOLO detect has no place for them)"] == 1
 
 
+def test_a_dataset_without_detection_classes_writes_a_yolo_folder_that_reads_back(
+    tmp_path: Path,
+) -> None:
+    tables = annostore.Tables.from_pylist(
+        tasks=[
+            {"task_id": name, "uri": f"images/{name}.jpg", "width": 10, "height": 10}
+            for name in ("a", "b")
+        ],
+        annotations=[{"annotation_id": "a", "task_id": "a"}],
+        regions=[{"annotation_id": "a", "region_id": "1", "type": "class", "label": "daytime"}],
+        labels=[{"label": "daytime", "label_id": 0}],
+    )
+    annostore.write(tables, tmp_path / "out", "yolo")
+    assert "names: {}\n" in (tmp_path / "out/data.yaml").read_text()
+    again, _ = annostore.read(tmp_path / "out", format="yolo")
+    assert sorted(again.tasks.column("uri").to_pylist()) == ["images/a.jpg", "images/b.jpg"]
+    assert again.regions.num_rows == 0 and again.labels.num_rows == 0
+    # a folder written by annostore 0.1.0, whose data.yaml said `names:` and nothing more
+    (tmp_path / "out/data.yaml").write_text(
+        (tmp_path / "out/data.yaml").read_text().replace("names: {}", "names:")
+    )
+    older, _ = annostore.read(tmp_path / "out", format="yolo")
+    assert older.tasks.num_rows == 2 and older.regions.num_rows == 0
+
+
 def test_rotated_boxes_use_pixels(tmp_path: Path) -> None:
     # a 200 × 100 image; a 100 × 50 px box at (50, 25) turned 90° clockwise about its corner
     tables = annostore.Tables.from_pylist(
