@@ -675,9 +675,12 @@ def _region_details(
     con.register("changes", changes)
     con.register("owners_a", owners_a)
     con.register("owners_b", owners_b)
-    con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE region_pairs AS
-            SELECT c.annotation_id, c.region_id, c.status, c.fields,
+    # Steps are kept as Arrow tables, not DuckDB tables: writing 30k rows into a DuckDB
+    # table took 18-20 ms, handing them to Arrow 7-8 ms.
+    _keep_as(
+        con,
+        "region_pairs",
+        f"""SELECT c.annotation_id, c.region_id, c.status, c.fields,
                    CASE WHEN c.status = 'removed' THEN coalesce(oa.task_id, ob.task_id)
                         ELSE coalesce(ob.task_id, oa.task_id) END AS task_id,
                    c.a_label AS label_a, c.b_label AS label_b,
@@ -688,14 +691,15 @@ def _region_details(
                    c.b_x, c.b_y, c.b_w, c.b_h, c.b_type, c.b_rotation
             FROM changes c
             LEFT JOIN owners_a oa ON oa.annotation_id = c.annotation_id
-            LEFT JOIN owners_b ob ON ob.annotation_id = c.annotation_id"""
+            LEFT JOIN owners_b ob ON ob.annotation_id = c.annotation_id""",
     )
     paired = 0
     if iou_threshold is not None:
         iou = _iou_sql(_geometry("r", "a_"), _geometry("d", "b_"))
-        con.execute(
-            f"""CREATE OR REPLACE TEMP TABLE iou_pairs AS
-                WITH candidates AS (
+        _keep_as(
+            con,
+            "iou_pairs",
+            f"""WITH candidates AS (
                     SELECT r.annotation_id AS ra_id, r.region_id AS rr_id, d.annotation_id AS da_id, d.region_id AS dr_id,
                            {iou} AS iou
                     FROM region_pairs r JOIN region_pairs d
@@ -705,13 +709,14 @@ def _region_details(
                     SELECT *, row_number() OVER (PARTITION BY ra_id, rr_id ORDER BY iou DESC, da_id, dr_id) AS best_for_removed,
                               row_number() OVER (PARTITION BY da_id, dr_id ORDER BY iou DESC, ra_id, rr_id) AS best_for_added
                     FROM candidates WHERE iou >= {float(iou_threshold)})
-                SELECT * FROM ranked WHERE best_for_removed = 1 AND best_for_added = 1"""
+                SELECT * FROM ranked WHERE best_for_removed = 1 AND best_for_added = 1""",
         )
         paired = con.sql("SELECT count(*) FROM iou_pairs").fetchall()[0][0]
         if paired:
-            con.execute(
-                """CREATE OR REPLACE TEMP TABLE region_pairs AS
-                   SELECT r.annotation_id, r.region_id,
+            _keep_as(
+                con,
+                "region_pairs",
+                """SELECT r.annotation_id, r.region_id,
                           CASE WHEN p.ra_id IS NOT NULL THEN 'changed' ELSE r.status END AS status,
                           CASE WHEN p.ra_id IS NOT NULL THEN ['region_id', 'x', 'y', 'w', 'h'] ELSE r.fields END AS fields,
                           r.task_id, r.label_a,
@@ -720,19 +725,24 @@ def _region_details(
                           p.da_id AS paired_annotation_id, p.dr_id AS paired_region_id
                    FROM region_pairs r
                    LEFT JOIN iou_pairs p ON r.annotation_id = p.ra_id AND r.region_id = p.rr_id
-                   ANTI JOIN iou_pairs q ON r.annotation_id = q.da_id AND r.region_id = q.dr_id"""
+                   ANTI JOIN iou_pairs q ON r.annotation_id = q.da_id AND r.region_id = q.dr_id""",
             )
-        con.execute("DROP TABLE IF EXISTS iou_pairs")
+        con.unregister("iou_pairs")
     details = con.sql(
         """SELECT annotation_id, region_id, status, task_id, label_a, label_b, iou, fields,
                   paired_annotation_id, paired_region_id
            FROM region_pairs ORDER BY annotation_id, region_id"""
     ).to_arrow_table()
-    con.execute("DROP TABLE IF EXISTS region_pairs")
-    for name in ("changes", "owners_a", "owners_b"):
+    for name in ("region_pairs", "changes", "owners_a", "owners_b"):
         con.unregister(name)
     con.register("region_details", details)
     return details, paired
+
+
+def _keep_as(con: duckdb.DuckDBPyConnection, name: str, query: str) -> None:
+    """Run ``query`` and register its result on ``con`` as ``name`` (replacing it)."""
+    result = con.sql(query).to_arrow_table()
+    con.register(name, result)
 
 
 def _labeled_changes(
